@@ -1,0 +1,30 @@
+"""Box conversions and pinhole camera projection (the one place these live)."""
+
+from depthtracker.geometry.boxes import (
+    box_area,
+    box_iou,
+    clip_boxes,
+    cxcyah_to_xyxy,
+    cxcywh_to_xyxy,
+    xywh_to_xyxy,
+    xyxy_to_cxcyah,
+    xyxy_to_cxcywh,
+    xyxy_to_xywh,
+)
+from depthtracker.geometry.camera import intrinsics_from_fov, look_at, pixel_rays, project_points
+
+__all__ = [
+    "box_area",
+    "box_iou",
+    "clip_boxes",
+    "cxcyah_to_xyxy",
+    "cxcywh_to_xyxy",
+    "xywh_to_xyxy",
+    "xyxy_to_cxcyah",
+    "xyxy_to_cxcywh",
+    "xyxy_to_xywh",
+    "intrinsics_from_fov",
+    "look_at",
+    "pixel_rays",
+    "project_points",
+]

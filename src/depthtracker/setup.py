@@ -1,0 +1,45 @@
+"""ament_python package ``depthtracker``; also installable with pip (the core runs without ROS).
+
+Launch files and config live at the repository top level (``launch/``, ``config/``) and are installed to
+``share/depthtracker/{launch,config}`` where ``ros2 launch depthtracker ...`` and the nodes find them.
+"""
+
+import os
+from glob import glob
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+PACKAGE = "depthtracker"
+HERE = Path(__file__).resolve().parent
+TOP = HERE.parent.parent  # repository root: launch/, config/, models/ sit there
+
+
+def _rel(pattern: str) -> list[str]:
+    # setuptools wants data_files paths relative to setup.py; the top-level folders are two levels up.
+    return sorted(os.path.relpath(p, HERE) for p in glob(str(TOP / pattern)))
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", _rel("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", _rel("config/*.yaml")),
+    ],
+    python_requires=">=3.10",
+    install_requires=["numpy", "scipy", "pyyaml"],
+    zip_safe=True,
+    maintainer="depthtracker maintainers",
+    maintainer_email="maintainers@depthtracker.dev",
+    description="Multi-camera depth heatmaps, detection and tracking for ROS 2.",
+    license="Apache-2.0",
+    entry_points={
+        "console_scripts": [
+            "depthtracker = depthtracker.cli:main",
+        ],
+    },
+)
