@@ -86,7 +86,9 @@ class CameraModel:
         _set(self, "T_world_cam", _frozen_array("CameraModel", "T_world_cam", self.T_world_cam, np.float64, (4, 4)))
         _set(self, "distortion", _frozen_array("CameraModel", "distortion", self.distortion, np.float64, (5,)))
         if not (self.K[0, 0] > 0 and self.K[1, 1] > 0):
-            raise ValueError(f"CameraModel.K must have positive focal lengths, got fx={self.K[0, 0]}, fy={self.K[1, 1]}")
+            raise ValueError(
+                f"CameraModel.K must have positive focal lengths, got fx={self.K[0, 0]}, fy={self.K[1, 1]}"
+            )
         if not self.frame_id:
             _set(self, "frame_id", f"cam{self.camera_id}_optical")
 
@@ -174,10 +176,10 @@ class Detections:
         return int(self.boxes.shape[0])
 
     @classmethod
-    def empty(cls, camera_id: int, stamp_ns: int) -> "Detections":
+    def empty(cls, camera_id: int, stamp_ns: int) -> Detections:
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64), camera_id, stamp_ns)
 
-    def select(self, mask: np.ndarray) -> "Detections":
+    def select(self, mask: np.ndarray) -> Detections:
         """The detections where ``mask`` (bool (N,) or index array) holds."""
         return Detections(self.boxes[mask], self.scores[mask], self.labels[mask], self.camera_id, self.stamp_ns,
                           None if self.sigmas is None else self.sigmas[mask])
@@ -228,7 +230,7 @@ class Tracks:
         return int(self.ids.shape[0])
 
     @classmethod
-    def empty(cls, camera_id: int, stamp_ns: int) -> "Tracks":
+    def empty(cls, camera_id: int, stamp_ns: int) -> Tracks:
         z4 = np.zeros((0, 4), np.float32)
         return cls(np.zeros(0, np.int64), z4, z4.copy(), np.zeros(0, np.float32), np.zeros(0, np.int64),
                    np.zeros(0, np.int8), camera_id, stamp_ns)

@@ -19,8 +19,8 @@ def intrinsics_from_fov(width: int, height: int, hfov_deg: float) -> np.ndarray:
     return np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
 
 
-def look_at(eye: np.ndarray, target: np.ndarray, up: np.ndarray = np.array([0.0, 0.0, 1.0])) -> np.ndarray:
-    """(4, 4) T_world_cam for an optical frame at ``eye`` whose z axis points at ``target``."""
+def look_at(eye: np.ndarray, target: np.ndarray, up: tuple[float, float, float] = (0.0, 0.0, 1.0)) -> np.ndarray:
+    """(4, 4) T_world_cam for an optical frame at ``eye`` whose z axis points at ``target`` (world z is up)."""
     eye = np.asarray(eye, np.float64)
     z = np.asarray(target, np.float64) - eye
     z /= np.linalg.norm(z)
