@@ -1,0 +1,1 @@
+"""Data: the synthetic world, rosbag2 reading and writing, dataset readers."""
