@@ -12,6 +12,7 @@ from depthtracker.geometry.boxes import (
     xyxy_to_xywh,
 )
 from depthtracker.geometry.camera import intrinsics_from_fov, look_at, pixel_rays, project_points
+from depthtracker.geometry.rotations import matrix_to_quaternion, quaternion_to_matrix
 
 __all__ = [
     "box_area",
@@ -27,4 +28,6 @@ __all__ = [
     "look_at",
     "pixel_rays",
     "project_points",
+    "matrix_to_quaternion",
+    "quaternion_to_matrix",
 ]

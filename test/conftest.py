@@ -1,0 +1,43 @@
+"""Shared fixtures: hermetic ROS settings (own log dir and domain id per test) and the small synthetic world."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _domain_id(nodeid: str) -> int:
+    # Fast DDS accepts 0..232; stay clear of 0 (the default every stray ROS process uses).
+    return 1 + (uuid.uuid5(uuid.NAMESPACE_URL, nodeid + str(os.getpid())).int % 200)
+
+
+@pytest.fixture
+def ros_env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
+    """Environment for ROS subprocesses: own ROS_DOMAIN_ID, logs in tmp, localhost only, large-data transport."""
+    env = dict(os.environ)
+    env.update(
+        ROS_DOMAIN_ID=str(_domain_id(request.node.nodeid)),
+        ROS_LOG_DIR=str(tmp_path / "ros_log"),
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        FASTDDS_BUILTIN_TRANSPORTS="LARGE_DATA",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def have_ros() -> bool:
+    try:
+        import rclpy  # noqa: F401
+
+        from depthtracker_msgs.msg import TrackArray  # noqa: F401
+    except Exception:  # noqa: BLE001 - any import failure means the same: no usable ROS here
+        return False
+    return True
+
+
+requires_ros = pytest.mark.skipif(not have_ros(), reason="rclpy / depthtracker_msgs not installed (run make setup)")
