@@ -28,16 +28,3 @@ def ros_env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
-
-
-def have_ros() -> bool:
-    try:
-        import rclpy  # noqa: F401
-
-        from depthtracker_msgs.msg import TrackArray  # noqa: F401
-    except Exception:  # noqa: BLE001 - any import failure means the same: no usable ROS here
-        return False
-    return True
-
-
-requires_ros = pytest.mark.skipif(not have_ros(), reason="rclpy / depthtracker_msgs not installed (run make setup)")

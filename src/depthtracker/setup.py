@@ -40,6 +40,7 @@ setup(
     entry_points={
         "console_scripts": [
             "depthtracker = depthtracker.cli:main",
+            "ingest_node = depthtracker.ros.ingest:main",
         ],
     },
 )

@@ -103,3 +103,23 @@ def load_config(cls: type[T], path: str | os.PathLike[str] | None = None, name: 
             raise ValueError("load_config needs a path or a config name")
         path = config_dir() / f"{name}.yaml"
     return from_mapping(cls, ros_parameters(load_yaml(path), str(path)), str(path))
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Field name -> the trailing ``# comment`` of its line in the dataclass source (the house style puts each
+    field's unit and tuning note there), so ROS parameter descriptions and docs need not repeat them."""
+    import inspect
+    import re
+
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    names = {f.name for f in dataclasses.fields(cls)}
+    out: dict[str, str] = {}
+    pattern = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+?)\s*$")
+    for line in lines:
+        m = pattern.match(line)
+        if m and m.group(1) in names and m.group(1) not in out:
+            out[m.group(1)] = m.group(2)
+    return out

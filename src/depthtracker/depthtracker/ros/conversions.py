@@ -1,0 +1,88 @@
+"""Core types <-> ROS messages (rclpy classes). Thin: the math lives in the core.
+
+Images: fill ``Image.data`` with ``bytes`` (fast in rclpy) and read it back as a zero-copy NumPy view
+(``depthtracker.data.images``); never a NumPy array or a list, which rclpy converts element by element.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Header
+
+from depthtracker.data.camera_info import camera_info_fields
+from depthtracker.data.images import array_to_image_fields
+from depthtracker.types import CameraModel, Tracks
+from depthtracker_msgs.msg import Track, TrackArray
+
+
+def stamp_to_msg(stamp_ns: int) -> Time:
+    return Time(sec=int(stamp_ns // 1_000_000_000), nanosec=int(stamp_ns % 1_000_000_000))
+
+
+def stamp_from_msg(stamp: Time) -> int:
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def header(stamp_ns: int, frame_id: str) -> Header:
+    return Header(stamp=stamp_to_msg(stamp_ns), frame_id=frame_id)
+
+
+def image_msg(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) -> Image:
+    fields = array_to_image_fields(array, encoding)
+    msg = Image(header=header(stamp_ns, frame_id))
+    msg.height, msg.width, msg.encoding = fields["height"], fields["width"], fields["encoding"]
+    msg.is_bigendian, msg.step = fields["is_bigendian"], fields["step"]
+    msg.data = fields["data"]  # bytes: the fast path in rclpy
+    return msg
+
+
+def camera_info_msg(camera: CameraModel, stamp_ns: int, tx: float = 0.0) -> CameraInfo:
+    f = camera_info_fields(camera, tx)
+    msg = CameraInfo(header=header(stamp_ns, camera.frame_id))
+    msg.height, msg.width, msg.distortion_model = f["height"], f["width"], f["distortion_model"]
+    msg.d, msg.k, msg.r, msg.p = (f[k].tolist() for k in ("d", "k", "r", "p"))
+    return msg
+
+
+def tracks_to_msg(tracks: Tracks, frame_id: str) -> TrackArray:
+    """One camera's ``Tracks`` -> ``TrackArray`` stamped with the image stamp and that camera's frame."""
+    out = TrackArray(header=header(tracks.stamp_ns, frame_id))
+    depths = tracks.depths if tracks.depths is not None else np.full(len(tracks), np.nan, np.float32)
+    target = tracks.is_target if tracks.is_target is not None else np.zeros(len(tracks), bool)
+    for k in range(len(tracks)):
+        t = Track()
+        t.id = int(tracks.ids[k])
+        t.camera_id = int(tracks.camera_id)
+        t.frame_id = frame_id
+        t.box = tracks.boxes[k].tolist()
+        t.velocity = tracks.velocities[k].tolist()
+        t.class_id = int(tracks.labels[k])
+        t.score = float(tracks.scores[k])
+        t.state = int(tracks.states[k])
+        t.depth = float(depths[k])
+        t.visibility = float("nan")
+        t.is_target = bool(target[k])
+        out.tracks.append(t)
+    return out
+
+
+def tracks_from_msg(msg: TrackArray, camera_id: int | None = None) -> Tracks:
+    """``TrackArray`` -> ``Tracks`` of one camera (``camera_id``: keep that camera's tracks; default the first's)."""
+    tr = list(msg.tracks)
+    if camera_id is None:
+        camera_id = int(tr[0].camera_id) if tr else 0
+    tr = [t for t in tr if int(t.camera_id) == camera_id]
+    return Tracks(
+        ids=np.array([t.id for t in tr], np.int64),
+        boxes=np.array([t.box for t in tr], np.float32).reshape(-1, 4),
+        velocities=np.array([t.velocity for t in tr], np.float32).reshape(-1, 4),
+        scores=np.array([t.score for t in tr], np.float32),
+        labels=np.array([t.class_id for t in tr], np.int64),
+        states=np.array([t.state for t in tr], np.int8),
+        camera_id=camera_id,
+        stamp_ns=stamp_from_msg(msg.header.stamp),
+        depths=np.array([t.depth for t in tr], np.float32),
+        is_target=np.array([t.is_target for t in tr], bool),
+    )
