@@ -52,14 +52,19 @@ def run_demo(
     seconds: float = 4.0,
     storage: str = "mcap",
     log: Callable[[str], None] = print,
+    config: SynthConfig | None = None,
 ) -> DemoResult:
-    """Run the demo into ``out``: ``world/`` (bag), ``contact_sheet.png``, ``cameras.mp4``."""
+    """Run the demo into ``out``: ``world/`` (bag), ``contact_sheet.png``, ``cameras.mp4``.
+
+    The world is ``config/synth.yaml`` shortened to ``seconds`` unless ``config`` is given.
+    """
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     bag_path = out / "world"
     if not bag_path.exists():
-        config = dataclasses.replace(load_config(SynthConfig, name="synth"), seconds=seconds)
+        if config is None:
+            config = dataclasses.replace(load_config(SynthConfig, name="synth"), seconds=seconds)
         log(f"demo: rendering the synthetic world ({config.cameras} cameras, {config.width}x{config.height}, "
             f"{config.seconds:g} s at {config.fps:g} Hz) into {bag_path}")
         write_synth_bag(config, bag_path, storage=storage)
