@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from rosbags.rosbag2 import Reader
-
 from depthtracker.data.bags import BagError, BagReader, BagWriter
 from depthtracker.data.synth import SynthConfig, SynthWorld
 from depthtracker.data.synth_bag import write_synth_bag
+from rosbags.rosbag2 import Reader
 
 SMALL = SynthConfig(cameras=3, width=96, height=72, fps=10.0, seconds=0.4, seed=3)
 
@@ -181,7 +180,7 @@ def test_corrupt_bag_is_named(tmp_path, storage):
     f.write_bytes(bytes(data))
     with pytest.raises(BagError, match=str(path)):
         with BagReader(path) as r:
-            for s in r.samples():
+            for _ in r.samples():
                 pass
 
 

@@ -8,7 +8,6 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 from depthtracker.cli import build_parser, main
 from depthtracker.data.bags import BagReader
 from depthtracker.data.synth import SynthConfig

@@ -34,7 +34,8 @@ def test_colcon_build_installs_packages(tmp_path):
     assert sorted(p.name for p in (share / "config").glob("*.yaml")) == sorted(
         p.name for p in (REPO / "config").glob("*.yaml"))
     assert (share / "package.xml").is_file()
-    assert (install / "depthtracker" / "share" / "ament_index" / "resource_index" / "packages" / "depthtracker").exists()
+    index = install / "depthtracker" / "share" / "ament_index" / "resource_index" / "packages"
+    assert (index / "depthtracker").exists()
     lib = install / "depthtracker" / "lib" / "depthtracker"
     for exe in ("ingest_node", "depthtracker"):
         assert os.access(lib / exe, os.X_OK), f"{exe} not installed under lib/depthtracker"
