@@ -19,7 +19,7 @@ def id_color(obj_id: int) -> tuple[int, int, int]:
     return int(r), int(g), int(b)
 
 
-def colorize_depth(depth: np.ndarray, near: float = 0.3, far: float = 20.0) -> np.ndarray:
+def colorize_depth(depth: np.ndarray, near: float = 1.0, far: float = 15.0) -> np.ndarray:
     """(H, W) metres -> (H, W, 3) uint8 RGB (turbo on inverse depth: near is red, far is blue); NaN is black.
 
     Inverse depth spreads the colours where robots care most (close range); ``near``/``far`` fix the scale so
