@@ -1,4 +1,4 @@
-"""rosbag2 reader for depthtracker bags (layout: ``depthtracker.data.bags``)."""
+"""rosbag2 reader for depthtracker bags (layout: ``depthtracker.data.bag_format``)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import yaml
 from rosbags.rosbag2 import Reader
 
-from depthtracker.data.bags import _TOPIC, BagError, BagSample, stamp_ns_of, typestore
+from depthtracker.data.bag_format import _TOPIC, BagError, BagSample, stamp_ns_of, typestore
 from depthtracker.data.camera_info import camera_from_info
 from depthtracker.data.images import image_to_array
 from depthtracker.geometry.rotations import quaternion_to_matrix

@@ -1,4 +1,4 @@
-"""Atomic rosbag2 writer for depthtracker bags (layout: ``depthtracker.data.bags``)."""
+"""Atomic rosbag2 writer for depthtracker bags (layout: ``depthtracker.data.bag_format``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from rosbags.rosbag2 import Writer
 
-from depthtracker.data.bags import _PLUGINS, STORAGES, WORLD_FRAME, BagError, header_msg, typestore
+from depthtracker.data.bag_format import _PLUGINS, STORAGES, WORLD_FRAME, BagError, header_msg, typestore
 from depthtracker.data.camera_info import camera_info_fields
 from depthtracker.geometry.rotations import matrix_to_quaternion
 from depthtracker.types import Annotations, CameraModel, DepthMap, Frame, TrackState
