@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -92,9 +93,16 @@ def test_demo_writes_contact_sheet_and_video(tmp_path):
     cap = cv2.VideoCapture(str(res.video))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
     ok, frame = cap.read()
-    assert ok and frame.shape[:2] == (2 * 64, 2 * 96 + 4) and frame.std() > 5  # real content, not a blank frame
-    # Depth colour map present: the lower half (depth) differs from the upper (RGB).
-    assert np.abs(frame[:64].astype(int) - frame[64:128].astype(int)).mean() > 5
+    # Per camera: ground truth, tracks, depth stacked; cameras side by side with a 4-pixel gap.
+    assert ok and frame.shape[:2] == (3 * 64, 2 * 96 + 4) and frame.std() > 5  # real content, not a blank frame
+    # The depth colour map (bottom third) differs from the RGB rows.
+    assert np.abs(frame[:64].astype(int) - frame[128:192].astype(int)).mean() > 5
+    report = json.loads(res.report.read_text())
+    assert report["detections"]["source"] == "simulated"
+    mean = report["mot"]["mean"]
+    assert set(report["mot"]["per_camera"]) == {"cam0", "cam1"}
+    assert 0.3 < mean["HOTA"] <= 1.0 and mean["MOTA"] <= 1.0 and 0.3 < mean["IDF1"] <= 1.0
+    assert "simulated" in (res.report.with_suffix(".md")).read_text()
     # A second run reuses the bag.
     run_demo(tmp_path / "demo", config=cfg, log=logs.append)
     assert any("using the existing bag" in line for line in logs)
