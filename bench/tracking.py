@@ -1,6 +1,6 @@
 """Benchmark: the Kalman MOT tracker (DESIGN.md section 7; issue 3 item 6).
 
-Usage: ``.venv/bin/python bench/tracking.py [--repeats 5] [--out bench/RESULTS.tracking.md] [--write-fixture]``
+Usage: ``.venv/bin/python bench/tracking.py [--repeats 5] [--out bench/results/tracking.md] [--write-fixture]``
 
 (a) Microseconds per track-step (one predict + one update of one track) of ``KalmanBoxFilter`` at 10, 100 and 1000
     tracks, against filterpy's ``KalmanFilter`` stepped per track in a Python loop (with F fixed and Q, R rebuilt from
@@ -244,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="timed passes; the best counts")
     parser.add_argument("--steps", type=int, default=50, help="filter steps per pass in (a)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "RESULTS.tracking.md")
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "tracking.md")
     parser.add_argument("--write-fixture", action="store_true", help="rewrite test/data/tracking/ baselines")
     args = parser.parse_args(argv)
 
