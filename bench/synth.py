@@ -12,29 +12,14 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import platform
 import sys
 import time
 
 import numpy as np
+from _machine import machine  # bench/ is on sys.path when a script here runs
 from depthtracker.data.synth import SynthConfig, SynthWorld
 
 TARGET_CAMERA_FPS = 30.0  # DESIGN.md section 7
-
-
-def machine() -> str:
-    """CPU model, usable cores, Python and NumPy versions."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu}, {cores} cores, Python {platform.python_version()}, NumPy {np.__version__}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,11 +22,11 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+from _machine import machine  # bench/ is on sys.path when a script here runs
 from depthtracker.eval.metrics import mot_metrics
 from depthtracker.tracking import KalmanBoxFilter, MultiObjectTracker, TrackerConfig
 from depthtracker.types import Detections
@@ -40,21 +40,6 @@ HOTA_MARGIN = 0.02
 TUD_FPS = 25.0  # MOT15 seqinfo of TUD-Campus
 TUD_SIZE = (640, 480)
 NOISE = dict(seed=3, jitter=0.06, miss_rate=0.15, fp_rate=1.5, tp_score=(0.75, 0.15), fp_score=(0.05, 0.75))
-
-
-def machine() -> str:
-    """CPU model, usable cores, Python and NumPy versions."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu}, {cores} cores, Python {platform.python_version()}, NumPy {np.__version__}"
 
 
 # ---- (a) filter speed ----------------------------------------------------------------------------------------------
