@@ -41,6 +41,7 @@ setup(
         "console_scripts": [
             "depthtracker = depthtracker.cli:main",
             "ingest_node = depthtracker.ros.ingest:main",
+            "tracking_node = depthtracker.ros.tracking_node:main",
         ],
     },
 )

@@ -13,7 +13,7 @@ from std_msgs.msg import Header
 
 from depthtracker.data.camera_info import camera_info_fields
 from depthtracker.data.images import array_to_image_fields
-from depthtracker.types import CameraModel, Tracks
+from depthtracker.types import CameraModel, Detections, Tracks
 from depthtracker_msgs.msg import Track, TrackArray
 
 
@@ -86,3 +86,38 @@ def tracks_from_msg(msg: TrackArray, camera_id: int | None = None) -> Tracks:
         depths=np.array([t.depth for t in tr], np.float32),
         is_target=np.array([t.is_target for t in tr], bool),
     )
+
+
+def detections_from_msgs(dets: list, camera_id: int, stamp_ns: int) -> Detections:
+    """``depthtracker_msgs/Detection`` messages of one camera -> ``Detections`` (sigmas only when any is non-zero).
+
+    Raises ``ValueError`` (from ``Detections``) for non-finite or inverted boxes: the caller counts and skips.
+    """
+    n = len(dets)
+    boxes = np.array([d.box for d in dets], np.float32).reshape(n, 4)
+    sigmas = np.array([d.box_sigma for d in dets], np.float32).reshape(n, 4)
+    return Detections(
+        boxes=boxes,
+        scores=np.array([d.score for d in dets], np.float32),
+        labels=np.array([d.class_id for d in dets], np.int64),
+        camera_id=int(camera_id),
+        stamp_ns=int(stamp_ns),
+        sigmas=sigmas if n and sigmas.any() else None,
+    )
+
+
+def diagnostic_status(name: str, level: int, message: str, hardware_id: str, values: dict[str, object]):
+    """A ``diagnostic_msgs/DiagnosticStatus`` with ``values`` as key/value strings."""
+    from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
+
+    status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id)
+    status.values = [KeyValue(key=str(k), value=str(v)) for k, v in values.items()]
+    return status
+
+
+def camera_info_msg_from_fields(fields: dict, stamp_ns: int, frame_id: str) -> CameraInfo:
+    """``CameraInfo`` from plain fields (``data.calibration.CameraCalibration.info_fields()``)."""
+    msg = CameraInfo(header=header(stamp_ns, frame_id))
+    msg.height, msg.width, msg.distortion_model = fields["height"], fields["width"], fields["distortion_model"]
+    msg.d, msg.k, msg.r, msg.p = (np.asarray(fields[k], np.float64).tolist() for k in ("d", "k", "r", "p"))
+    return msg

@@ -1,0 +1,192 @@
+"""What the tracking node adds around the trackers: depth inside boxes, the target as a track, removal notices.
+
+ROS-free helpers for ``depthtracker.ros.tracking_node`` (the node converts messages and calls these):
+
+* ``box_median_depth(depth, boxes)``: median metric depth inside each box (NaN where no finite pixel).
+* ``StampedBuffer``: a small per-camera buffer of depth maps keyed by ``(stamp_ns, frame_id)``; a track's depth is
+  taken only from the heatmap of the very image its detections came from.
+* ``target_track(state)`` / ``TARGET_COUNTER``: the single target published as one more track of its camera with
+  the reserved id ``camera_id << ID_CAMERA_SHIFT | 0`` (a ``MultiObjectTracker`` counts its ids from 1, so the
+  target never collides with a multi-object track), ``is_target`` true, class ``-1`` (unknown: the target is
+  class-agnostic), state CONFIRMED while held, LOST while occluded. The multi-object tracks are not flagged: a
+  consumer that wants the target reads the one track with ``is_target``.
+* ``TrackView``: per camera and frame, the tracks a consumer sees: confirmed and lost (tentative too when asked),
+  then every track that vanished since the previous frame once more with state REMOVED, as ``Track.msg`` promises.
+* ``camera_of_frame(frame_id, index, known)``: which camera an image header belongs to.
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from depthtracker.tracking.mot import ID_CAMERA_SHIFT
+from depthtracker.types import TargetState, Tracks, TrackState
+
+__all__ = ["TARGET_COUNTER", "TARGET_LABEL", "StampedBuffer", "TrackView", "box_median_depth", "camera_of_frame",
+           "concat_tracks", "target_track", "target_track_id", "with_depths"]
+
+TARGET_COUNTER = 0  # id counter reserved for the single target (MultiObjectTracker issues 1, 2, ...)
+TARGET_LABEL = -1  # class of the target track: unknown (the target tracker is class-agnostic)
+_CAM_RE = re.compile(r"cam(\d+)")
+
+
+def box_median_depth(depth: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Median of the finite depths inside each box.
+
+    Args:
+        depth: (H, W) float32 metres, NaN (or inf) = unknown.
+        boxes: (M, 4) ``[x1, y1, x2, y2]`` pixels; a pixel is inside when its centre (``u + 0.5, v + 0.5``) is,
+            so ``[u0, v0, u1 + 1, v1 + 1]`` covers columns ``u0..u1`` and rows ``v0..v1``; clipped to the image.
+
+    Returns:
+        (M,) float32 medians in metres; NaN for a box with no finite pixel (outside the image, or all unknown).
+    """
+    d = np.asarray(depth)
+    if d.ndim != 2:
+        raise ValueError(f"depth must be a (H, W) array, got shape {d.shape}")
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    h, w = d.shape
+    out = np.full(len(b), np.nan, np.float32)
+    for k, (x1, y1, x2, y2) in enumerate(b):
+        if not np.isfinite((x1, y1, x2, y2)).all():
+            continue
+        u0, u1 = max(math.ceil(x1 - 0.5), 0), min(math.floor(x2 - 0.5) + 1, w)
+        v0, v1 = max(math.ceil(y1 - 0.5), 0), min(math.floor(y2 - 0.5) + 1, h)
+        if u1 <= u0 or v1 <= v0:
+            continue
+        patch = d[v0:v1, u0:u1]
+        vals = patch[np.isfinite(patch)]
+        if vals.size:
+            out[k] = np.median(vals)
+    return out
+
+
+class StampedBuffer:
+    """The newest ``capacity`` values keyed by ``(stamp_ns, frame_id)``; the oldest goes first (counted)."""
+
+    def __init__(self, capacity: int) -> None:
+        if isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1:
+            raise ValueError(f"capacity must be an integer >= 1, got {capacity!r}")
+        self.capacity = capacity
+        self._items: collections.OrderedDict[tuple[int, str], Any] = collections.OrderedDict()
+        self.evicted = 0
+
+    def put(self, stamp_ns: int, frame_id: str, value: Any) -> None:
+        key = (int(stamp_ns), frame_id)
+        self._items.pop(key, None)  # a repeated key replaces the value and becomes the newest
+        self._items[key] = value
+        while len(self._items) > self.capacity:
+            self._items.popitem(last=False)
+            self.evicted += 1
+
+    def get(self, stamp_ns: int, frame_id: str) -> Any | None:
+        return self._items.get((int(stamp_ns), frame_id))
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def with_depths(tracks: Tracks, depth: np.ndarray | None) -> Tracks:
+    """``tracks`` with ``depths`` filled from ``depth`` ((H, W) metres) by ``box_median_depth``; NaN without one."""
+    if depth is None:
+        depths = np.full(len(tracks), np.nan, np.float32)
+    else:
+        depths = box_median_depth(depth, tracks.boxes)
+    return _replace(tracks, depths=depths)
+
+
+def _replace(t: Tracks, **kw: Any) -> Tracks:
+    fields = dict(ids=t.ids, boxes=t.boxes, velocities=t.velocities, scores=t.scores, labels=t.labels,
+                  states=t.states, camera_id=t.camera_id, stamp_ns=t.stamp_ns, depths=t.depths, is_target=t.is_target)
+    fields.update(kw)
+    return Tracks(**fields)
+
+
+def _filled(t: Tracks) -> tuple[np.ndarray, np.ndarray]:
+    depths = t.depths if t.depths is not None else np.full(len(t), np.nan, np.float32)
+    target = t.is_target if t.is_target is not None else np.zeros(len(t), bool)
+    return depths, target
+
+
+def concat_tracks(parts: list[Tracks], camera_id: int, stamp_ns: int) -> Tracks:
+    """Rows of several ``Tracks`` of one camera in one (``depths`` and ``is_target`` filled: NaN / false)."""
+    if not parts:
+        return _replace(Tracks.empty(camera_id, stamp_ns), depths=np.zeros(0, np.float32), is_target=np.zeros(0, bool))
+    filled = [_filled(p) for p in parts]
+    return Tracks(
+        ids=np.concatenate([p.ids for p in parts]), boxes=np.concatenate([p.boxes for p in parts]),
+        velocities=np.concatenate([p.velocities for p in parts]), scores=np.concatenate([p.scores for p in parts]),
+        labels=np.concatenate([p.labels for p in parts]), states=np.concatenate([p.states for p in parts]),
+        camera_id=camera_id, stamp_ns=stamp_ns, depths=np.concatenate([f[0] for f in filled]),
+        is_target=np.concatenate([f[1] for f in filled]))
+
+
+def target_track_id(camera_id: int) -> int:
+    """Reserved id of the single target in camera ``camera_id`` (counter ``TARGET_COUNTER``)."""
+    return (int(camera_id) << ID_CAMERA_SHIFT) | TARGET_COUNTER
+
+
+def target_track(state: TargetState) -> Tracks:
+    """The target as a one-row ``Tracks`` (see the module docstring); empty once the target is lost."""
+    if not state.tracking:
+        return concat_tracks([], state.camera_id, state.stamp_ns)
+    return Tracks(
+        ids=np.array([target_track_id(state.camera_id)], np.int64), boxes=state.box[None].astype(np.float32),
+        velocities=state.velocity[None].astype(np.float32), scores=np.array([state.score], np.float32),
+        labels=np.array([TARGET_LABEL], np.int64),
+        states=np.array([TrackState.LOST if state.occluded else TrackState.CONFIRMED], np.int8),
+        camera_id=state.camera_id, stamp_ns=state.stamp_ns, depths=np.full(1, np.nan, np.float32),
+        is_target=np.ones(1, bool))
+
+
+class TrackView:
+    """Per camera: the tracks to publish each frame, and each vanished track once more as REMOVED.
+
+    Args:
+        publish_tentative: include tentative tracks (not yet confirmed); default only confirmed and lost.
+    """
+
+    def __init__(self, publish_tentative: bool = False) -> None:
+        self.publish_tentative = bool(publish_tentative)
+        self._last: Tracks | None = None
+
+    def step(self, tracks: Tracks) -> Tracks:
+        """``tracks``: every live track of this camera now (``depths``/``is_target`` optional). Returns the rows to
+        publish: the visible ones, then the previously published ones now gone, with state REMOVED and their last
+        box, depth and flag."""
+        keep = tracks.states != TrackState.TENTATIVE if not self.publish_tentative else np.ones(len(tracks), bool)
+        shown = _select(concat_tracks([tracks], tracks.camera_id, tracks.stamp_ns), keep)
+        parts = [shown]
+        if self._last is not None and len(self._last):
+            gone = ~np.isin(self._last.ids, shown.ids) & (self._last.states != TrackState.REMOVED)
+            if gone.any():
+                removed = _select(self._last, gone)
+                parts.append(_replace(removed, states=np.full(int(gone.sum()), TrackState.REMOVED, np.int8),
+                                      velocities=np.zeros((int(gone.sum()), 4), np.float32)))
+        out = concat_tracks(parts, tracks.camera_id, tracks.stamp_ns)
+        self._last = out
+        return out
+
+
+def _select(t: Tracks, mask: np.ndarray) -> Tracks:
+    depths, target = _filled(t)
+    return Tracks(t.ids[mask], t.boxes[mask], t.velocities[mask], t.scores[mask], t.labels[mask], t.states[mask],
+                  t.camera_id, t.stamp_ns, depths[mask], target[mask])
+
+
+def camera_of_frame(frame_id: str, index: int, known: Mapping[str, int]) -> int:
+    """Camera id of an image header in ``DetectionArray.camera_headers``.
+
+    In order: the camera its frame was seen with before (``known``: frame_id -> Detection.camera_id), else the
+    number in a ``camN...`` frame name (the rig's ``camN_optical``), else ``index``, its position in the list.
+    """
+    if frame_id in known:
+        return int(known[frame_id])
+    m = _CAM_RE.search(frame_id)
+    return int(m.group(1)) if m else int(index)
