@@ -28,7 +28,8 @@ import yaml
 
 from depthtracker.types import CameraModel
 
-__all__ = ["CameraCalibration", "CalibrationError", "load_calibration", "pinhole_calibration"]
+__all__ = ["CameraCalibration", "CalibrationError", "load_calibration", "pinhole_calibration",
+           "read_camera_info_yaml", "stereo_rig"]
 
 
 class CalibrationError(ValueError):
@@ -60,6 +61,11 @@ class CameraCalibration:
         d[: min(5, self.D.size)] = self.D[:5]
         return CameraModel(camera_id, self.width, self.height, self.K.astype(np.float64).copy(), np.eye(4),
                            frame_id, d)
+
+    @property
+    def camera(self) -> CameraModel:
+        """``camera_model(0)``: the camera alone (id 0, identity pose)."""
+        return self.camera_model(0)
 
 
 def _matrix(data: dict, key: str, shape: tuple[int, int], source: str) -> np.ndarray:
@@ -127,3 +133,31 @@ def pinhole_calibration(width: int, height: int, hfov_deg: float) -> CameraCalib
     P = np.zeros((3, 4))
     P[:, :3] = K
     return CameraCalibration(int(width), int(height), K, np.zeros(5), np.eye(3), P)
+
+
+def read_camera_info_yaml(path: str | os.PathLike[str]) -> CameraCalibration:
+    """Alias of ``load_calibration`` under the name of the file format."""
+    return load_calibration(path)
+
+
+def stereo_rig(left: CameraCalibration, right: CameraCalibration,
+               rtol: float = 1e-6) -> tuple[CameraModel, CameraModel] | None:
+    """The two cameras of a rectified stereo pair, or ``None`` when the calibrations are not one.
+
+    A pair is rectified when both share K (to ``rtol``) and image size, both R are the identity, the left
+    ``P[0, 3]`` is 0 and the right ``P[0, 3] = -fx * baseline`` with ``baseline > 0`` (the CameraInfo convention).
+    The left camera sits at the origin (optical frame = rig frame); the right one ``baseline`` metres along +x.
+    """
+    if (left.width, left.height) != (right.width, right.height):
+        return None
+    if not np.allclose(left.K, right.K, rtol=rtol) or not (np.allclose(left.R, np.eye(3)) and
+                                                            np.allclose(right.R, np.eye(3))):
+        return None
+    fx = float(right.P[0, 0]) or float(right.K[0, 0])
+    baseline = -float(right.P[0, 3]) / fx
+    if abs(float(left.P[0, 3])) > 1e-9 or not baseline > 0:
+        return None
+    T = np.eye(4)
+    T[0, 3] = baseline
+    r = right.camera_model(1)
+    return left.camera_model(0), CameraModel(1, r.width, r.height, r.K.copy(), T, r.frame_id, r.distortion.copy())
