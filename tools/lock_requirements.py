@@ -7,7 +7,8 @@ Usage (from the repository root, after installing torch==2.13.0 then the three f
 * the ROS 2 wheels (``ros-action-msgs`` ...) also install egg-info under the ROS package name (``action_msgs``),
   which PyPI does not serve: those names are dropped when the matching ``ros-*`` distribution is listed;
 * the local CPU build ``torch==2.13.0+cpu`` is written as ``torch==2.13.0`` (pip takes the wheel on disk);
-and it must not list our own packages (``depthtracker``, ``depthtracker_msgs``) or the ``--no-deps`` set.
+and it must not list our own packages (``depthtracker``, ``depthtracker_msgs``), the ``--no-deps`` set or the venv's
+installers (pip, setuptools, wheel).
 """
 
 from __future__ import annotations
@@ -28,8 +29,9 @@ def _key(name: str) -> str:
 
 
 def main() -> int:
-    frozen = subprocess.run([sys.executable, "-m", "pip", "freeze", "--exclude-editable"], check=True,
-                            capture_output=True, text=True).stdout.splitlines()
+    # `pip list --format=freeze` pins every distribution by version, also those installed from a file URL.
+    frozen = subprocess.run([sys.executable, "-m", "pip", "list", "--format=freeze", "--exclude-editable"],
+                            check=True, capture_output=True, text=True).stdout.splitlines()
     pins = [line for line in frozen if "==" in line]
     names = {_key(line.split("==")[0]) for line in pins}
     nodeps = {_key(line.split("==")[0]) for line in (ROOT / "requirements" / "nodeps.txt").read_text().splitlines()
@@ -38,7 +40,7 @@ def main() -> int:
     for line in pins:
         name, version = line.split("==", 1)
         key = _key(name)
-        if key.startswith("depthtracker") or key in nodeps:
+        if key.startswith("depthtracker") or key in nodeps or key in {"pip", "setuptools", "wheel"}:
             continue
         if not key.startswith("ros-") and f"ros-{key}" in names:
             continue
