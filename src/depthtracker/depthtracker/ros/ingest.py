@@ -27,11 +27,8 @@ import threading
 import time
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -41,6 +38,7 @@ from depthtracker.data.sources import RetryingSource, SourceSpec, open_source, p
 from depthtracker.data.synth import SynthConfig, SynthWorld
 from depthtracker.ros.conversions import camera_info_msg, camera_info_msg_from_fields, image_msg
 from depthtracker.ros.qos import RELIABILITY, camera_qos, latched_qos, output_qos
+from depthtracker.ros.runtime import run_node
 
 SOURCES = ("synth",)
 
@@ -302,23 +300,7 @@ class IngestNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = IngestNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # Ctrl-C, or SIGTERM from a launcher: a clean exit
-    except (ValueError, ParameterException) as exc:
-        # Bad parameters or config: say which, exit non-zero (the launch respawn policy decides what next).
-        rclpy.logging.get_logger("ingest").fatal(str(exc))
-        raise SystemExit(2) from exc
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-
+    run_node(IngestNode, "ingest", args)
 
 if __name__ == "__main__":
     main()

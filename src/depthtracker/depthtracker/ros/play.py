@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import collections
 import os
-import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,14 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.signals import SignalHandlerOptions
 from rosbags.rosbag2 import Reader
 
 from depthtracker.data.bags import BagError
 from depthtracker.ros.qos import camera_qos, latched_qos, output_qos
 from depthtracker.ros.record import absolute_topic, message_class
+from depthtracker.ros.runtime import standalone_node
 
 __all__ = ["PlayResult", "play", "CAMERA_TYPES"]
 
@@ -92,78 +89,62 @@ def play(
     result = PlayResult()
     wanted = None if topics is None else {absolute_topic(t) for t in topics}
 
-    handlers = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            handlers[sig] = signal.signal(sig, lambda *_: stop.set())
-    context = rclpy.Context()
-    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
-    node = rclpy.create_node("depthtracker_play", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    try:
-        with Reader(bag) as reader:
-            conns, pubs = [], {}
-            for c in reader.connections:
-                if wanted is not None and c.topic not in wanted:
+    with standalone_node("depthtracker_play", stop) as (node, executor), Reader(bag) as reader:
+        conns, pubs = [], {}
+        for c in reader.connections:
+            if wanted is not None and c.topic not in wanted:
+                continue
+            if c.topic not in pubs:
+                try:
+                    cls = message_class(c.msgtype)
+                except ValueError as exc:
+                    result.skipped_topics[c.topic] = str(exc)
+                    log(f"skipping {c.topic}: {exc}")
                     continue
-                if c.topic not in pubs:
-                    try:
-                        cls = message_class(c.msgtype)
-                    except ValueError as exc:
-                        result.skipped_topics[c.topic] = str(exc)
-                        log(f"skipping {c.topic}: {exc}")
-                        continue
-                    pubs[c.topic] = node.create_publisher(cls, c.topic, _qos_for(c.topic, c.msgtype, reliability))
-                conns.append(c)
-            if wanted is not None and wanted - {c.topic for c in reader.connections}:
-                raise BagError(f"bag {bag} has no topic(s) {sorted(wanted - {c.topic for c in reader.connections})}")
-            clock_pub = None
-            if clock:
-                from rosgraph_msgs.msg import Clock
+                pubs[c.topic] = node.create_publisher(cls, c.topic, _qos_for(c.topic, c.msgtype, reliability))
+            conns.append(c)
+        if wanted is not None and wanted - {c.topic for c in reader.connections}:
+            raise BagError(f"bag {bag} has no topic(s) {sorted(wanted - {c.topic for c in reader.connections})}")
+        clock_pub = None
+        if clock:
+            from rosgraph_msgs.msg import Clock
 
-                clock_pub = node.create_publisher(Clock, "/clock", output_qos(depth=100))
-            start_ns = reader.start_time + int(round(start_offset_s * 1e9))
-            result.bag_span_s = max(reader.end_time - 1 - start_ns, 0) * 1e-9  # end_time is exclusive
-            counts: dict[str, int] = collections.Counter()
-            _sleep_until(time.monotonic() + delay_s, stop, executor)
-            t_first = None
-            while not stop.is_set():
-                wall0 = time.monotonic()
-                bag0 = None
-                for conn, stamp, raw in reader.messages(connections=conns, start=start_ns):
-                    if bag0 is None:
-                        bag0 = stamp
-                        t_first = t_first or wall0
-                    due = wall0 + (stamp - bag0) * 1e-9 / rate
-                    if clock_pub is not None:
-                        result.clock_messages += _pace_with_clock(due, wall0, bag0, rate, clock_period_s,
-                                                                  clock_pub, stop, executor)
-                        result.clock_messages += _publish_clock(clock_pub, stamp)
-                    else:
-                        _sleep_until(due, stop, executor)
-                    if stop.is_set():
-                        break
-                    try:
-                        pubs[conn.topic].publish(raw)
-                        counts[conn.topic] += 1
-                    except Exception as exc:  # noqa: BLE001 - rclpy raises RCLError under load; count, go on
-                        result.publish_errors += 1
-                        log(f"publish on {conn.topic} failed: {exc}")
-                result.loops += 1
-                if not loop or bag0 is None:
+            clock_pub = node.create_publisher(Clock, "/clock", output_qos(depth=100))
+        start_ns = reader.start_time + int(round(start_offset_s * 1e9))
+        result.bag_span_s = max(reader.end_time - 1 - start_ns, 0) * 1e-9  # end_time is exclusive
+        counts: dict[str, int] = collections.Counter()
+        _sleep_until(time.monotonic() + delay_s, stop, executor)
+        t_first = None
+        while not stop.is_set():
+            wall0 = time.monotonic()
+            bag0 = None
+            for conn, stamp, raw in reader.messages(connections=conns, start=start_ns):
+                if bag0 is None:
+                    bag0 = stamp
+                    t_first = t_first or wall0
+                due = wall0 + (stamp - bag0) * 1e-9 / rate
+                if clock_pub is not None:
+                    result.clock_messages += _pace_with_clock(due, wall0, bag0, rate, clock_period_s,
+                                                              clock_pub, stop, executor)
+                    result.clock_messages += _publish_clock(clock_pub, stamp)
+                else:
+                    _sleep_until(due, stop, executor)
+                if stop.is_set():
                     break
-            result.wall_s = 0.0 if t_first is None else time.monotonic() - t_first
-            result.counts = dict(counts)
-            # Give reliable subscribers a moment to fetch the last messages before the publishers go away.
-            _sleep_until(time.monotonic() + 0.3, threading.Event(), executor)
+                try:
+                    pubs[conn.topic].publish(raw)
+                    counts[conn.topic] += 1
+                except Exception as exc:  # noqa: BLE001 - rclpy raises RCLError under load; count, go on
+                    result.publish_errors += 1
+                    log(f"publish on {conn.topic} failed: {exc}")
+            result.loops += 1
+            if not loop or bag0 is None:
+                break
+        result.wall_s = 0.0 if t_first is None else time.monotonic() - t_first
+        result.counts = dict(counts)
+        # Give reliable subscribers a moment to fetch the last messages before the publishers go away.
+        _sleep_until(time.monotonic() + 0.3, threading.Event(), executor)
         return result
-    finally:
-        executor.shutdown()
-        node.destroy_node()
-        context.try_shutdown()
-        for sig, old in handlers.items():
-            signal.signal(sig, old)
 
 
 def _sleep_until(due: float, stop: threading.Event, executor: Any) -> None:

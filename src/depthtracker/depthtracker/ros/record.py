@@ -21,7 +21,6 @@ import collections
 import importlib
 import os
 import shutil
-import signal
 import tempfile
 import threading
 import time
@@ -30,13 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import rclpy
-from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from depthtracker.data.bags import STORAGES, BagError, typestore
+from depthtracker.ros.runtime import standalone_node
 
 __all__ = ["RecordResult", "record", "message_class", "absolute_topic"]
 
@@ -123,57 +120,45 @@ def record(
     log = log or (lambda s: None)
     stop = stop or threading.Event()
 
-    handlers = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            handlers[sig] = signal.signal(sig, lambda *_: stop.set())
-    context = rclpy.Context()
-    rclpy.init(context=context, signal_handler_options=SignalHandlerOptions.NO)
-    node = rclpy.create_node("depthtracker_record", context=context)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    tmpdir: Path | None = None
-    writer: Writer | None = None
-    try:
-        types = _wait_for_topics(node, executor, topics, wait_s, stop.is_set)
-        classes = {t: message_class(ty) for t, ty in types.items()}
-        store = typestore()
-        tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-        writer = Writer(tmpdir / out.name, version=9, storage_plugin=_PLUGINS[storage])
-        writer.open()
-        counts: dict[str, int] = collections.Counter()
-        clock = node.get_clock()
-        for t in topics:
-            try:
-                conn = writer.add_connection(t, types[t], typestore=store)
-            except Exception as exc:  # noqa: BLE001 - rosbags raises several kinds for an unknown type
-                raise BagError(f"cannot record {t}: type {types[t]} is unknown to the bag typestore ({exc})") from exc
+    with standalone_node("depthtracker_record", stop) as (node, executor):
+        tmpdir: Path | None = None
+        writer: Writer | None = None
+        try:
+            types = _wait_for_topics(node, executor, topics, wait_s, stop.is_set)
+            classes = {t: message_class(ty) for t, ty in types.items()}
+            store = typestore()
+            tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+            writer = Writer(tmpdir / out.name, version=9, storage_plugin=_PLUGINS[storage])
+            writer.open()
+            counts: dict[str, int] = collections.Counter()
+            clock = node.get_clock()
+            for t in topics:
+                try:
+                    conn = writer.add_connection(t, types[t], typestore=store)
+                except Exception as exc:  # noqa: BLE001 - rosbags raises several kinds for an unknown type
+                    raise BagError(f"cannot record {t}: type {types[t]} is unknown to the bag typestore "
+                                   f"({exc})") from exc
 
-            def on_msg(data: bytes, conn: Any = conn, topic: str = t) -> None:
-                writer.write(conn, clock.now().nanoseconds, data)
-                counts[topic] += 1
+                def on_msg(data: bytes, conn: Any = conn, topic: str = t) -> None:
+                    writer.write(conn, clock.now().nanoseconds, data)
+                    counts[topic] += 1
 
-            infos = node.get_publishers_info_by_topic(t)
-            node.create_subscription(classes[t], t, on_msg, _adapted_qos(infos), raw=True)
-        log(f"recording {len(topics)} topic(s) into {out} ({storage}); Ctrl-C to stop")
-        t0 = time.monotonic()
-        while not stop.is_set() and (duration_s is None or time.monotonic() - t0 < duration_s):
-            executor.spin_once(timeout_sec=0.05)
-        seconds = time.monotonic() - t0
-        writer.close()
-        writer = None
-        os.replace(tmpdir / out.name, out)
-        return RecordResult(out, dict(counts), types, seconds)
-    finally:
-        if writer is not None:  # failed half-way: nothing that looks like a bag stays behind
-            try:
-                writer.close()
-            except Exception:  # noqa: BLE001 - the original error is what matters
-                pass
-        if tmpdir is not None:
-            shutil.rmtree(tmpdir, ignore_errors=True)
-        executor.shutdown()
-        node.destroy_node()
-        context.try_shutdown()
-        for sig, old in handlers.items():
-            signal.signal(sig, old)
+                infos = node.get_publishers_info_by_topic(t)
+                node.create_subscription(classes[t], t, on_msg, _adapted_qos(infos), raw=True)
+            log(f"recording {len(topics)} topic(s) into {out} ({storage}); Ctrl-C to stop")
+            t0 = time.monotonic()
+            while not stop.is_set() and (duration_s is None or time.monotonic() - t0 < duration_s):
+                executor.spin_once(timeout_sec=0.05)
+            seconds = time.monotonic() - t0
+            writer.close()
+            writer = None
+            os.replace(tmpdir / out.name, out)
+            return RecordResult(out, dict(counts), types, seconds)
+        finally:
+            if writer is not None:  # failed half-way: nothing that looks like a bag stays behind
+                try:
+                    writer.close()
+                except Exception:  # noqa: BLE001 - the original error is what matters
+                    pass
+            if tmpdir is not None:
+                shutil.rmtree(tmpdir, ignore_errors=True)

@@ -36,11 +36,8 @@ import collections
 import time
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Empty
@@ -49,6 +46,7 @@ from depthtracker.data.images import ImageEncodingError, image_to_array
 from depthtracker.ros.conversions import detections_from_msgs, diagnostic_status, stamp_from_msg, tracks_to_msg
 from depthtracker.ros.params import declare_from_dataclass
 from depthtracker.ros.qos import output_qos
+from depthtracker.ros.runtime import run_node
 from depthtracker.tracking import MultiObjectTracker, TargetTracker, TargetTrackerConfig, TrackerConfig
 from depthtracker.tracking.fusion import (
     StampedBuffer,
@@ -74,6 +72,11 @@ class TrackingNode(Node):
         self.declare_parameter("depth_buffer", 8, ParameterDescriptor(
             description="heatmaps kept per camera, waiting for the detections of the same stamp", read_only=True,
             integer_range=[IntegerRange(from_value=1, to_value=1000, step=1)]))
+        self.declare_parameter("depth_wait_s", 0.1, ParameterDescriptor(
+            description="how long a detection set waits for the depth_heatmap of each of its cameras (DDS delivers "
+                        "topics in no fixed order); a camera whose heatmap was missing 3 sets in a row is no longer "
+                        "waited for until one arrives, s",
+            read_only=True, floating_point_range=[FloatingPointRange(from_value=0.0, to_value=5.0, step=0.0)]))
         self.declare_parameter("publish_tentative", False, ParameterDescriptor(
             description="also publish tentative (unconfirmed) tracks", read_only=True))
         self.declare_parameter("target_source", "measurement", ParameterDescriptor(
@@ -87,6 +90,10 @@ class TrackingNode(Node):
                              f"got {self.target_source!r}")
         self.use_depth = bool(self.get_parameter("use_depth").value)
         self._depth_capacity = int(self.get_parameter("depth_buffer").value)
+        self._depth_wait_s = float(self.get_parameter("depth_wait_s").value)
+        # Detection sets waiting for heatmaps, in arrival order (processed strictly in that order).
+        self._pending: collections.deque[tuple[float, DetectionArray]] = collections.deque()
+        self._heatmap_misses: collections.Counter[str] = collections.Counter()  # consecutive, per frame_id
         self.publish_tentative = bool(self.get_parameter("publish_tentative").value)
 
         self._trackers: dict[int, MultiObjectTracker] = {}
@@ -109,6 +116,7 @@ class TrackingNode(Node):
         self.create_subscription(Empty, "target/clear", self._on_target_clear, qos)
         if self.use_depth:
             self.create_subscription(Image, "depth_heatmap", self._on_heatmap, qos)
+            self.create_timer(0.01, self._flush)
         self.create_timer(float(self.get_parameter("diagnostics_period_s").value), self._diagnostics)
         self.get_logger().info(f"tracking: use_depth={self.use_depth}, target_source={self.target_source}, "
                                f"publish_tentative={self.publish_tentative}")
@@ -129,12 +137,30 @@ class TrackingNode(Node):
             self._depths[frame] = StampedBuffer(self._depth_capacity)
         self._depths[frame].put(stamp_from_msg(msg.header.stamp), frame, depth)
         self.counts["heatmaps"] += 1
+        self._heatmap_misses[frame] = 0
+        self._flush()
 
-    def _depth_for(self, stamp_ns: int, frame_id: str) -> Any:
+    def _heatmaps_ready(self, msg: DetectionArray) -> bool:
+        """Every camera of the set that is still waited for has the heatmap of this stamp."""
+        return all(self._depth_for(stamp, frame, count=False) is not None
+                   for _, stamp, frame in self._camera_frames(msg) if self._heatmap_misses[frame] < 3)
+
+    def _flush(self) -> None:
+        """Process waiting detection sets in arrival order: each once its heatmaps are in or its wait is over."""
+        now = time.monotonic()
+        while self._pending:
+            arrived, msg = self._pending[0]
+            if now - arrived < self._depth_wait_s and not self._heatmaps_ready(msg):
+                return
+            self._pending.popleft()
+            self._process(msg)
+
+    def _depth_for(self, stamp_ns: int, frame_id: str, count: bool = True) -> Any:
         buf = self._depths.get(frame_id)
         depth = None if buf is None else buf.get(stamp_ns, frame_id)
-        if depth is None and self.use_depth:
+        if depth is None and self.use_depth and count:
             self.counts["frames_without_heatmap"] += 1
+            self._heatmap_misses[frame_id] += 1
         return depth
 
     def _camera_frames(self, msg: DetectionArray) -> list[tuple[int, int, str]]:
@@ -152,6 +178,13 @@ class TrackingNode(Node):
         return [(cam, stamp, frame) for cam, frame in sorted(first.items())]
 
     def _on_detections(self, msg: DetectionArray) -> None:
+        if not self.use_depth:
+            self._process(msg)
+            return
+        self._pending.append((time.monotonic(), msg))
+        self._flush()
+
+    def _process(self, msg: DetectionArray) -> None:
         t0 = time.perf_counter()
         by_cam: dict[int, list] = collections.defaultdict(list)
         for d in msg.detections:
@@ -260,23 +293,7 @@ class TrackingNode(Node):
 
 
 def main(args: list[str] | None = None) -> None:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = TrackingNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass  # Ctrl-C, or SIGTERM from a launcher: a clean exit
-    except (ValueError, ParameterException) as exc:
-        # Bad parameters: say which, exit non-zero (the launch respawn policy decides what next).
-        rclpy.logging.get_logger("tracking").fatal(f"bad parameter: {exc}")
-        raise SystemExit(2) from exc
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-
+    run_node(TrackingNode, "tracking", args)
 
 if __name__ == "__main__":
     main()
