@@ -86,7 +86,7 @@ def test_demo_writes_contact_sheet_and_video(tmp_path):
 
     cfg = SynthConfig(cameras=2, width=96, height=64, fps=10.0, seconds=0.5, seed=1)
     logs: list[str] = []
-    res = run_demo(tmp_path / "demo", config=cfg, log=logs.append)
+    res = run_demo(tmp_path / "demo", config=cfg, log=logs.append, detector=None)  # the detector has its own test
     assert res.sets == 5 and res.cameras == 2
     sheet = cv2.imread(str(res.contact_sheet))
     assert sheet is not None and sheet.shape[0] > 2 * 64 and sheet.shape[1] >= 2 * 96
@@ -99,10 +99,11 @@ def test_demo_writes_contact_sheet_and_video(tmp_path):
     assert np.abs(frame[:64].astype(int) - frame[128:192].astype(int)).mean() > 5
     report = json.loads(res.report.read_text())
     assert report["detections"]["source"] == "simulated"
+    assert all(0.0 <= report["det"][k] <= 1.0 for k in ("map50", "map50_95"))
     mean = report["mot"]["mean"]
     assert set(report["mot"]["per_camera"]) == {"cam0", "cam1"}
     assert 0.3 < mean["HOTA"] <= 1.0 and mean["MOTA"] <= 1.0 and 0.3 < mean["IDF1"] <= 1.0
     assert "simulated" in (res.report.with_suffix(".md")).read_text()
     # A second run reuses the bag.
-    run_demo(tmp_path / "demo", config=cfg, log=logs.append)
+    run_demo(tmp_path / "demo", config=cfg, log=logs.append, detector=None)
     assert any("using the existing bag" in line for line in logs)

@@ -11,6 +11,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from depthtracker.ros.commands import register as register_ros_commands
+from depthtracker.train import depthtrack_cli
+
 
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -66,6 +69,128 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_sets(items: Sequence[str] | None) -> dict:
+    """``KEY=VALUE`` overrides of model config fields; values are YAML (``sgb_levels=[5]``, ``sgb_topk=null``)."""
+    import yaml
+
+    out = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        parsed = yaml.safe_load(value)
+        out[key.strip()] = tuple(parsed) if isinstance(parsed, list) else parsed
+    return out
+
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train a model", description="Train a model on bags (see each model's help).")
+    models = p.add_subparsers(dest="model", metavar="MODEL", required=True)
+    depthtrack_cli.register_train(models)
+    h = models.add_parser(
+        "hsvdet",
+        help="train the HSV-DET detector",
+        description="Train HSV-DET on depthtracker bags (objects_gt ground truth) into OUT: last.* (EMA weights), "
+        "best.* (best validation mAP50-95 when --val-bag is given), training state for --resume, scalars. "
+        "Threads: torch uses OMP_NUM_THREADS.",
+    )
+    h.add_argument("--bag", action="append", required=True, type=Path, help="training bag (repeat for several)")
+    h.add_argument("--val-bag", type=Path, default=None, help="validation bag scored every --eval-every epochs")
+    h.add_argument("--preset", default="n", help="model preset: n | s | l (default n)")
+    h.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a model config field "
+                   "(YAML value), e.g. --set sgb_levels=[] for YOLO-only; repeatable")
+    h.add_argument("--out", type=Path, default=Path("runs/hsvdet"), help="output folder (default runs/hsvdet)")
+    steps = h.add_mutually_exclusive_group()
+    steps.add_argument("--epochs", type=int, default=10, help="passes over the training data (default 10)")
+    steps.add_argument("--max-steps", type=int, default=0, help="optimizer steps (overrides --epochs)")
+    h.add_argument("--batch-size", type=int, default=16, help="images per step (default 16)")
+    h.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=(256, 320),
+                   help="network input height and width, multiples of 32 (default 256 320)")
+    h.add_argument("--lr", type=float, default=2e-3, help="peak AdamW learning rate (default 2e-3)")
+    h.add_argument("--eval-every", type=int, default=1, help="epochs between validations (default 1)")
+    h.add_argument("--seed", type=int, default=0, help="seed of weights, shuffling and augmentation (default 0)")
+    h.add_argument("--resume", action="store_true", help="continue from OUT/last.state.*")
+    h.add_argument("--no-progress", action="store_true", help="no progress bar")
+    h.set_defaults(func=_run_train_hsvdet)
+
+
+def _run_train_hsvdet(args: argparse.Namespace) -> int:
+    from depthtracker.train.hsvdet import train_hsvdet
+
+    path = train_hsvdet(args.bag, args.out, preset=args.preset, overrides=_parse_sets(args.set),
+                        image_size=tuple(args.image_size), epochs=args.epochs, max_steps=args.max_steps,
+                        batch_size=args.batch_size, lr=args.lr, val_bag=args.val_bag, eval_every=args.eval_every,
+                        resume=args.resume, seed=args.seed, progress=not args.no_progress)
+    print(f"checkpoint: {path}")
+    return 0
+
+
+DEFAULT_HSVDET = Path("models/hsvdet-n.safetensors")
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate a model on a bag", description="Evaluate a model on a bag.")
+    models = p.add_subparsers(dest="model", metavar="MODEL", required=True)
+    depthtrack_cli.register_eval(models)
+    h = models.add_parser(
+        "hsvdet",
+        help="score HSV-DET on a bag",
+        description="Replay a bag through HSV-DET inference and write OUT/report.json, report.md, pr_curves.png and "
+        "ap_per_class.png: COCO mAP50, mAP50-95, AP small, per-class AP, CPU latency (batch 1 and 4).",
+    )
+    h.add_argument("--bag", required=True, type=Path, help="bag with objects_gt ground truth")
+    h.add_argument("--checkpoint", type=Path, default=DEFAULT_HSVDET, help=f"default {DEFAULT_HSVDET}")
+    h.add_argument("--out", required=True, type=Path, help="report folder")
+    h.add_argument("--min-visibility", type=float, default=0.25,
+                   help="ground truth counts when at least this fraction is visible (default 0.25)")
+    h.add_argument("--no-progress", action="store_true", help="no progress bar")
+    h.set_defaults(func=_run_eval_hsvdet)
+
+
+def _run_eval_hsvdet(args: argparse.Namespace) -> int:
+    from depthtracker.eval.hsvdet import HSVDetEvalConfig, evaluate_hsvdet
+
+    report = evaluate_hsvdet(args.bag, args.checkpoint, args.out, HSVDetEvalConfig(min_visibility=args.min_visibility),
+                             progress=not args.no_progress)
+    det, lat = report["det"], report["latency"]
+    print(f"mAP50 {det['map50']:.4f}  mAP50-95 {det['map50_95']:.4f}  AP small {det['ap_small']:.4f}  "
+          f"latency {lat['batch1_ms_per_image']:.1f} ms/image (batch 1) -> {args.out / 'report.md'}")
+    return 0
+
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="export a model to ONNX", description="Export a model to ONNX.")
+    models = p.add_subparsers(dest="model", metavar="MODEL", required=True)
+    h = models.add_parser(
+        "hsvdet",
+        help="export HSV-DET (network + box decoding) to ONNX",
+        description="Export HSV-DET to ONNX (images -> boxes, scores; no NMS), then run it with onnxruntime against "
+        "PyTorch on random input and print the largest difference; exits 1 when it exceeds --tolerance.",
+    )
+    h.add_argument("--out", required=True, type=Path, help="ONNX file to write")
+    h.add_argument("--checkpoint", type=Path, default=DEFAULT_HSVDET, help=f"default {DEFAULT_HSVDET}")
+    h.add_argument("--tolerance", type=float, default=1e-4,
+                   help="largest allowed difference (scores; boxes / input side) (default 1e-4)")
+    h.set_defaults(func=_run_export_hsvdet)
+
+
+def _run_export_hsvdet(args: argparse.Namespace) -> int:
+    import torch
+
+    from depthtracker.models.hsvdet.export import check_onnx, export_onnx
+    from depthtracker.models.hsvdet.predictor import HSVDetPredictor
+
+    model = HSVDetPredictor.from_checkpoint(args.checkpoint).model
+    path = export_onnx(model, args.out)
+    cfg = model.config
+    torch.manual_seed(0)
+    diff = check_onnx(model, path, torch.rand(2, 3, cfg.input_height, cfg.input_width))
+    ok = diff <= args.tolerance
+    print(f"wrote {path}; onnxruntime vs PyTorch max difference {diff:.3g} "
+          f"({'within' if ok else 'ABOVE'} tolerance {args.tolerance:g})")
+    return 0 if ok else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     from depthtracker import __version__
 
@@ -74,6 +199,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_synth(sub)
     _add_demo(sub)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_export(sub)
+    p = sub.add_parser("predict", help="run a model on image files", description="Run a model on image files.")
+    depthtrack_cli.register_predict(p.add_subparsers(dest="model", metavar="MODEL", required=True))
+    register_ros_commands(sub)  # record, play: rclpy is imported only when they run
     return parser
 
 
@@ -83,7 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except ValueError as exc:  # bad input: configs, bags and types raise ValueError naming the problem
-        print(f"depthtracker {args.command}: error: {exc}", file=sys.stderr)
+        name = " ".join(filter(None, (args.command, getattr(args, "model", None))))
+        print(f"depthtracker {name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"depthtracker {args.command}: interrupted", file=sys.stderr)

@@ -31,7 +31,7 @@ import numpy as np
 
 from depthtracker.geometry.boxes import box_iou
 
-__all__ = ["det_metrics", "IOU_THRESHOLDS", "RECALL_POINTS", "AREA_RANGES"]
+__all__ = ["det_metrics", "precision_recall_curves", "IOU_THRESHOLDS", "RECALL_POINTS", "AREA_RANGES"]
 
 # Built exactly as pycocotools builds them, so that every threshold is the same float.
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -204,3 +204,23 @@ def det_metrics(gt: Sequence[Any], pred: Sequence[Any], num_classes: int,
         "num_gt": int(sum(len(gl) for _, gl in G)),
         "num_pred": int(sum(len(pl) for _, _, pl in P)),
     }
+
+
+def precision_recall_curves(gt: Sequence[Any], pred: Sequence[Any], num_classes: int,
+                            class_names: Sequence[str] | None = None, iou: float = 0.5,
+                            max_dets: int = 100) -> dict[str, tuple[np.ndarray, np.ndarray] | None]:
+    """Per class, COCO's interpolated precision ``(101,)`` at the recall points ``RECALL_POINTS`` ``(101,)`` at the
+    IoU threshold of ``IOU_THRESHOLDS`` nearest ``iou``, all object sizes (the curve whose mean is that class's AP at
+    that threshold). ``None`` for a class without ground truth. Inputs as :func:`det_metrics`."""
+    names = [str(i) for i in range(num_classes)] if class_names is None else [str(n) for n in class_names]
+    G, P = _as_arrays(gt, pred, num_classes)
+    t = int(np.argmin(np.abs(IOU_THRESHOLDS - iou)))
+    lo, hi = AREA_RANGES["all"]
+    out: dict[str, tuple[np.ndarray, np.ndarray] | None] = {}
+    for c in range(num_classes):
+        ev = _evaluate_class(G, P, c, lo, hi, max_dets)
+        if ev is None:
+            out[names[c]] = None
+            continue
+        out[names[c]] = (RECALL_POINTS.copy(), _precision_recall(ev[0], ev[1], int(ev[2]))[0][t])
+    return out
