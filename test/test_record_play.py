@@ -13,7 +13,7 @@ from depthtracker.data.synth_bag import write_synth_bag
 from helpers import requires_ros
 from rosbags.rosbag2 import Reader
 
-CMD = [sys.executable, "-m", "depthtracker.ros.commands"]
+CMD = [sys.executable, "-m", "depthtracker.cli"]
 TOPICS = [f"/cam{i}/{n}" for i in range(2) for n in ("image_raw", "camera_info", "depth_gt", "objects_gt")]
 
 

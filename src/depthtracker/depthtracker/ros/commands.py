@@ -2,17 +2,16 @@
 
 ``register(subparsers)`` adds both subcommands to the core CLI. Importing this module loads no ROS module (rclpy is
 imported inside the run functions), so the core CLI can import it where ROS is absent; the subcommands then fail
-with a message saying what to install. Also runnable alone: ``python -m depthtracker.ros.commands play BAG``.
+with a message saying what to install.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["register", "main"]
+__all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -83,22 +82,3 @@ def run_play(args: argparse.Namespace) -> int:
     print(f"played {total} messages in {res.wall_s:.3f} s of wall time (bag span {res.bag_span_s:.3f} s, "
           f"{res.loops} pass(es), {res.clock_messages} clock, {res.publish_errors} publish errors)")
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m depthtracker.ros.commands record|play ...`` (the same as ``depthtracker record|play``)."""
-    parser = argparse.ArgumentParser(prog="python -m depthtracker.ros.commands")
-    register(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except ValueError as exc:
-        print(f"depthtracker {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"depthtracker {args.command}: interrupted", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
