@@ -28,3 +28,21 @@ def ros_env(tmp_path: Path, request: pytest.FixtureRequest) -> dict[str, str]:
         PYTHONUNBUFFERED="1",
     )
     return env
+
+
+@pytest.fixture(scope="session")
+def make_synth_bag(tmp_path_factory: pytest.TempPathFactory):
+    """``make_synth_bag(config, storage="mcap") -> Path``: the synthetic world of ``config`` as a bag, rendered once
+    per session and shared by every test that asks for the same config (tests only read it)."""
+    from depthtracker.data.synth_bag import write_synth_bag
+
+    made: dict = {}
+
+    def make(config, storage: str = "mcap") -> Path:
+        key = (config, storage)
+        if key not in made:
+            made[key] = write_synth_bag(config, tmp_path_factory.mktemp("synth") / "world", storage=storage,
+                                        progress=False)
+        return made[key]
+
+    return make

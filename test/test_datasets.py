@@ -17,16 +17,13 @@ from depthtracker.data.datasets import (
     split_targets,
 )
 from depthtracker.data.synth import SynthConfig, SynthWorld
-from depthtracker.data.synth_bag import write_synth_bag
 
 SMALL = SynthConfig(cameras=2, width=96, height=72, fps=10.0, seconds=0.4, seed=3, num_objects=10)
 
 
 @pytest.fixture(scope="module")
-def bag(tmp_path_factory):
-    path = tmp_path_factory.mktemp("bag") / "world"
-    write_synth_bag(SMALL, path, progress=False)
-    return path
+def bag(make_synth_bag):
+    return make_synth_bag(SMALL)
 
 
 @pytest.fixture(scope="module")

@@ -14,16 +14,13 @@ from depthtracker.data.depth_datasets import (
     max_gap_at,
 )
 from depthtracker.data.synth import SynthConfig
-from depthtracker.data.synth_bag import write_synth_bag
 
 WORLD = SynthConfig(cameras=2, width=128, height=96, fps=10.0, seconds=0.8, seed=3, num_objects=6)
 
 
 @pytest.fixture(scope="module")
-def bag(tmp_path_factory):
-    path = tmp_path_factory.mktemp("depth_data") / "world"
-    write_synth_bag(WORLD, path, progress=False)
-    return path
+def bag(make_synth_bag):
+    return make_synth_bag(WORLD)
 
 
 def _cfg(**kw) -> DepthTrackDataConfig:

@@ -19,7 +19,6 @@ import yaml
 from depthtracker.data.bags import BagReader
 from depthtracker.data.calibration import read_camera_info_yaml, stereo_rig
 from depthtracker.data.synth import SynthConfig
-from depthtracker.data.synth_bag import write_synth_bag
 from depthtracker.eval.depthtrack import DEPTH_KEYS, SOT_KEYS, DepthTrackEvalConfig, evaluate_depthtrack
 from depthtracker.train import load_checkpoint, load_train_state
 from depthtracker.train.depthtrack import train_depthtrack
@@ -31,10 +30,8 @@ WORLD = SynthConfig(cameras=2, width=128, height=96, fps=10.0, seconds=0.8, seed
 
 
 @pytest.fixture(scope="module")
-def bag(tmp_path_factory):
-    path = tmp_path_factory.mktemp("dt") / "world"
-    write_synth_bag(WORLD, path, progress=False)
-    return path
+def bag(make_synth_bag):
+    return make_synth_bag(WORLD)
 
 
 @pytest.fixture(scope="module")

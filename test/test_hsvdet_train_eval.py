@@ -11,7 +11,6 @@ import pytest
 import torch
 from depthtracker.cli import main
 from depthtracker.data.synth import SynthConfig
-from depthtracker.data.synth_bag import write_synth_bag
 from depthtracker.data.transforms import Letterbox
 from depthtracker.models.hsvdet import HSVDetPredictor, HSVDetRuntimeConfig, postprocess
 from depthtracker.train import load_checkpoint
@@ -20,10 +19,8 @@ SIZE = ("64", "96")  # network input H W of the tiny runs
 
 
 @pytest.fixture(scope="module")
-def bag(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("hsvdet") / "bag"
-    return write_synth_bag(SynthConfig(cameras=2, width=96, height=64, fps=5.0, seconds=0.6, seed=3), out,
-                           progress=False)
+def bag(make_synth_bag) -> Path:
+    return make_synth_bag(SynthConfig(cameras=2, width=96, height=64, fps=5.0, seconds=0.6, seed=3))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 from depthtracker.data.synth import SynthConfig
-from depthtracker.data.synth_bag import write_synth_bag
 from helpers import requires_ros
 from rosbags.rosbag2 import Reader
 
@@ -18,10 +17,8 @@ TOPICS = [f"/cam{i}/{n}" for i in range(2) for n in ("image_raw", "camera_info",
 
 
 @pytest.fixture(scope="module")
-def synth_bag(tmp_path_factory):
-    path = tmp_path_factory.mktemp("play") / "synth"
-    cfg = SynthConfig(cameras=2, width=64, height=48, fps=10.0, seconds=1.0, num_objects=2)
-    return write_synth_bag(cfg, path, progress=False)
+def synth_bag(make_synth_bag):
+    return make_synth_bag(SynthConfig(cameras=2, width=64, height=48, fps=10.0, seconds=1.0, num_objects=2))
 
 
 def messages(bag: Path) -> dict[str, list[bytes]]:
