@@ -150,10 +150,7 @@ def run_demo(
                 for k, (ann, dets) in enumerate(zip(sample.annotations, found, strict=True)):
                     det_gt.append(filter_ground_truth(ann, eval_cfg.min_visibility, eval_cfg.min_box_area))
                     det_pred.append((dets.boxes, dets.scores, dets.labels))
-                    usable = dets.scores >= tracker_config.low_score
-                    dets = dataclasses.replace(dets, boxes=dets.boxes[usable], scores=dets.scores[usable],
-                                               labels=dets.labels[usable])
-                    trk = trackers[k].update(dets)
+                    trk = trackers[k].update(dets)  # it ignores scores below its own low_score
                     tracks.append(trk)
                     gt_seq[k][i] = (ann.ids, ann.boxes)
                     hyp_seq[k][i] = (trk.ids, trk.boxes)
