@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,8 +56,6 @@ def msg_definitions_dir() -> Path:
     candidates = [Path(__file__).resolve().parents[3] / "depthtracker_msgs" / "msg"]
     for prefix in [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p]:
         candidates.append(Path(prefix) / "share" / "depthtracker_msgs" / "msg")
-    import sys
-
     candidates.append(Path(sys.prefix) / "share" / "depthtracker_msgs" / "msg")
     for c in candidates:
         if (c / "Track.msg").is_file():

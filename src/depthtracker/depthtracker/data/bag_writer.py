@@ -15,6 +15,7 @@ from rosbags.rosbag2 import Writer
 
 from depthtracker.data.bag_format import _PLUGINS, STORAGES, WORLD_FRAME, BagError, header_msg, typestore
 from depthtracker.data.camera_info import camera_info_fields
+from depthtracker.geometry.boxes import box_median_depth
 from depthtracker.geometry.rotations import matrix_to_quaternion
 from depthtracker.types import Annotations, CameraModel, DepthMap, Frame, TrackState
 
@@ -189,13 +190,10 @@ class BagWriter:
     def _track_array(self, header: Any, cam: CameraModel, ann: Annotations, depth: DepthMap | None) -> Any:
         T = self._store.types
         tracks = []
+        medians = (box_median_depth(depth.depth, ann.boxes) if depth is not None
+                   else np.full(len(ann), np.nan, np.float32))
         for k in range(len(ann)):
-            med = float("nan")
-            if depth is not None:
-                x1, y1, x2, y2 = (int(round(v)) for v in ann.boxes[k])
-                patch = depth.depth[y1:y2, x1:x2]
-                if patch.size and np.isfinite(patch).any():
-                    med = float(np.nanmedian(patch))
+            med = float(medians[k])
             tracks.append(T["depthtracker_msgs/msg/Track"](
                 id=int(ann.ids[k]), camera_id=cam.camera_id, frame_id=cam.frame_id,
                 box=np.asarray(ann.boxes[k], np.float32), velocity=np.zeros(4, np.float32),

@@ -3,6 +3,7 @@
 from depthtracker.geometry.boxes import (
     box_area,
     box_iou,
+    box_median_depth,
     clip_boxes,
     cxcyah_to_xyxy,
     cxcywh_to_xyxy,
@@ -17,6 +18,7 @@ from depthtracker.geometry.rotations import matrix_to_quaternion, quaternion_to_
 __all__ = [
     "box_area",
     "box_iou",
+    "box_median_depth",
     "clip_boxes",
     "cxcyah_to_xyxy",
     "cxcywh_to_xyxy",

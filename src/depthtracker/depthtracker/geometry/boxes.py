@@ -12,6 +12,8 @@ Conversions keep the input dtype and never modify their input.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -72,3 +74,34 @@ def clip_boxes(b: np.ndarray, width: int, height: int) -> np.ndarray:
     b[..., 0::2] = np.clip(b[..., 0::2], 0, width)
     b[..., 1::2] = np.clip(b[..., 1::2], 0, height)
     return b
+
+
+def box_median_depth(depth: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Median of the finite depths inside each box.
+
+    Args:
+        depth: (H, W) float32 metres, NaN (or inf) = unknown.
+        boxes: (M, 4) ``[x1, y1, x2, y2]`` pixels; a pixel is inside when its centre (``u + 0.5, v + 0.5``) is,
+            so ``[u0, v0, u1 + 1, v1 + 1]`` covers columns ``u0..u1`` and rows ``v0..v1``; clipped to the image.
+
+    Returns:
+        (M,) float32 medians in metres; NaN for a box with no finite pixel (outside the image, or all unknown).
+    """
+    d = np.asarray(depth)
+    if d.ndim != 2:
+        raise ValueError(f"depth must be a (H, W) array, got shape {d.shape}")
+    b = np.asarray(boxes, np.float64).reshape(-1, 4)
+    h, w = d.shape
+    out = np.full(len(b), np.nan, np.float32)
+    for k, (x1, y1, x2, y2) in enumerate(b):
+        if not np.isfinite((x1, y1, x2, y2)).all():
+            continue
+        u0, u1 = max(math.ceil(x1 - 0.5), 0), min(math.floor(x2 - 0.5) + 1, w)
+        v0, v1 = max(math.ceil(y1 - 0.5), 0), min(math.floor(y2 - 0.5) + 1, h)
+        if u1 <= u0 or v1 <= v0:
+            continue
+        patch = d[v0:v1, u0:u1]
+        vals = patch[np.isfinite(patch)]
+        if vals.size:
+            out[k] = np.median(vals)
+    return out

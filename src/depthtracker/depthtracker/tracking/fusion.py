@@ -2,7 +2,7 @@
 
 ROS-free helpers for ``depthtracker.ros.tracking_node`` (the node converts messages and calls these):
 
-* ``box_median_depth(depth, boxes)``: median metric depth inside each box (NaN where no finite pixel).
+* ``box_median_depth(depth, boxes)`` (from ``geometry.boxes``, re-exported): median metric depth inside each box.
 * ``StampedBuffer``: a small per-camera buffer of depth maps keyed by ``(stamp_ns, frame_id)``; a track's depth is
   taken only from the heatmap of the very image its detections came from.
 * ``target_track(state)`` / ``TARGET_COUNTER``: the single target published as one more track of its camera with
@@ -18,13 +18,13 @@ ROS-free helpers for ``depthtracker.ros.tracking_node`` (the node converts messa
 from __future__ import annotations
 
 import collections
-import math
 import re
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
+from depthtracker.geometry.boxes import box_median_depth
 from depthtracker.tracking.mot import ID_CAMERA_SHIFT
 from depthtracker.types import TargetState, Tracks, TrackState
 
@@ -34,37 +34,6 @@ __all__ = ["TARGET_COUNTER", "TARGET_LABEL", "StampedBuffer", "TrackView", "box_
 TARGET_COUNTER = 0  # id counter reserved for the single target (MultiObjectTracker issues 1, 2, ...)
 TARGET_LABEL = -1  # class of the target track: unknown (the target tracker is class-agnostic)
 _CAM_RE = re.compile(r"cam(\d+)")
-
-
-def box_median_depth(depth: np.ndarray, boxes: np.ndarray) -> np.ndarray:
-    """Median of the finite depths inside each box.
-
-    Args:
-        depth: (H, W) float32 metres, NaN (or inf) = unknown.
-        boxes: (M, 4) ``[x1, y1, x2, y2]`` pixels; a pixel is inside when its centre (``u + 0.5, v + 0.5``) is,
-            so ``[u0, v0, u1 + 1, v1 + 1]`` covers columns ``u0..u1`` and rows ``v0..v1``; clipped to the image.
-
-    Returns:
-        (M,) float32 medians in metres; NaN for a box with no finite pixel (outside the image, or all unknown).
-    """
-    d = np.asarray(depth)
-    if d.ndim != 2:
-        raise ValueError(f"depth must be a (H, W) array, got shape {d.shape}")
-    b = np.asarray(boxes, np.float64).reshape(-1, 4)
-    h, w = d.shape
-    out = np.full(len(b), np.nan, np.float32)
-    for k, (x1, y1, x2, y2) in enumerate(b):
-        if not np.isfinite((x1, y1, x2, y2)).all():
-            continue
-        u0, u1 = max(math.ceil(x1 - 0.5), 0), min(math.floor(x2 - 0.5) + 1, w)
-        v0, v1 = max(math.ceil(y1 - 0.5), 0), min(math.floor(y2 - 0.5) + 1, h)
-        if u1 <= u0 or v1 <= v0:
-            continue
-        patch = d[v0:v1, u0:u1]
-        vals = patch[np.isfinite(patch)]
-        if vals.size:
-            out[k] = np.median(vals)
-    return out
 
 
 class StampedBuffer:
