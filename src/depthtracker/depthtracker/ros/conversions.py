@@ -39,11 +39,8 @@ def image_msg(array: np.ndarray, encoding: str, stamp_ns: int, frame_id: str) ->
 
 
 def camera_info_msg(camera: CameraModel, stamp_ns: int, tx: float = 0.0) -> CameraInfo:
-    f = camera_info_fields(camera, tx)
-    msg = CameraInfo(header=header(stamp_ns, camera.frame_id))
-    msg.height, msg.width, msg.distortion_model = f["height"], f["width"], f["distortion_model"]
-    msg.d, msg.k, msg.r, msg.p = (f[k].tolist() for k in ("d", "k", "r", "p"))
-    return msg
+    """``CameraInfo`` of ``camera`` (``tx`` = ``P[0, 3]``, see ``camera_info_fields``)."""
+    return camera_info_msg_from_fields(camera_info_fields(camera, tx), stamp_ns, camera.frame_id)
 
 
 def tracks_to_msg(tracks: Tracks, frame_id: str) -> TrackArray:
