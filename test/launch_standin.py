@@ -1,7 +1,9 @@
 """A minimal stand-in for the ``launch`` / ``launch_ros`` API (not on PyPI), enough to evaluate a launch file.
 
 Every class records its constructor arguments; substitutions keep their parts. ``load_launch(path)`` installs the
-stand-in modules, imports the file and returns its ``generate_launch_description()``.
+stand-in modules, imports the file and returns its ``generate_launch_description()``. ``entities()`` runs the
+``OpaqueFunction``s of a description with a context holding the declared arguments' defaults (``LaunchConfiguration
+.perform`` reads them), so the actions they return are checked like the others.
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ def _cls(name: str) -> type:
     return type(name, (Recorded,), {})
 
 
+class LaunchConfiguration(Recorded):
+    def perform(self, context: StandinContext) -> str:
+        return context.launch_configurations[self.args[0]]
+
+
+class StandinContext:
+    """What an ``OpaqueFunction`` gets: ``launch_configurations`` maps argument names to their values (strings)."""
+
+    def __init__(self, launch_configurations: dict[str, str]) -> None:
+        self.launch_configurations = launch_configurations
+
+
 STANDIN = {
     "launch": _module("launch", LaunchDescription=_cls("LaunchDescription")),
     "launch.actions": _module("launch.actions", **{n: _cls(n) for n in (
@@ -40,13 +54,15 @@ STANDIN = {
         "ExecuteProcess", "LogInfo", "TimerAction", "OpaqueFunction")}),
     "launch.conditions": _module("launch.conditions", IfCondition=_cls("IfCondition"),
                                  UnlessCondition=_cls("UnlessCondition")),
-    "launch.substitutions": _module("launch.substitutions", **{n: _cls(n) for n in (
-        "LaunchConfiguration", "PathJoinSubstitution", "TextSubstitution", "EnvironmentVariable",
-        "PythonExpression")}),
+    "launch.substitutions": _module("launch.substitutions", LaunchConfiguration=LaunchConfiguration, **{
+        n: _cls(n) for n in ("PathJoinSubstitution", "TextSubstitution", "EnvironmentVariable", "PythonExpression")}),
     "launch_ros": _module("launch_ros"),
     "launch_ros.actions": _module("launch_ros.actions", Node=_cls("Node"), LifecycleNode=_cls("LifecycleNode"),
                                   PushRosNamespace=_cls("PushRosNamespace")),
     "launch_ros.substitutions": _module("launch_ros.substitutions", FindPackageShare=_cls("FindPackageShare")),
+    "launch_ros.parameter_descriptions": _module("launch_ros.parameter_descriptions",
+                                                 ParameterValue=_cls("ParameterValue"),
+                                                 ParameterFile=_cls("ParameterFile")),
 }
 
 
@@ -66,5 +82,25 @@ def load_launch(path: Path) -> Recorded:
                 sys.modules[k] = v
 
 
-def entities(desc: Recorded, kind: str) -> list[Recorded]:
-    return [e for e in desc.args[0] if type(e).__name__ == kind]
+def declared_defaults(desc: Recorded) -> dict[str, Any]:
+    """Argument name -> its ``default_value`` as declared (a string or a recorded substitution)."""
+    return {e.args[0]: e.kwargs.get("default_value") for e in desc.args[0]
+            if type(e).__name__ == "DeclareLaunchArgument"}
+
+
+def expanded(desc: Recorded, overrides: dict[str, str] | None = None) -> list[Recorded]:
+    """The description's actions with every ``OpaqueFunction`` replaced by what it returns, run with the declared
+    defaults (string defaults as they are, substitutions as their repr) updated by ``overrides``."""
+    values = {k: v if isinstance(v, str) else repr(v) for k, v in declared_defaults(desc).items()}
+    context = StandinContext({**values, **(overrides or {})})
+    out: list[Recorded] = []
+    for e in desc.args[0]:
+        if type(e).__name__ == "OpaqueFunction":
+            out.extend(e.kwargs["function"](context) or [])
+        else:
+            out.append(e)
+    return out
+
+
+def entities(desc: Recorded, kind: str, overrides: dict[str, str] | None = None) -> list[Recorded]:
+    return [e for e in expanded(desc, overrides) if type(e).__name__ == kind]

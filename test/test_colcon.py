@@ -34,10 +34,13 @@ def test_colcon_build_installs_packages(tmp_path):
     assert sorted(p.name for p in (share / "config").glob("*.yaml")) == sorted(
         p.name for p in (REPO / "config").glob("*.yaml"))
     assert (share / "package.xml").is_file()
+    # The shipped checkpoints, where default_checkpoint() and the perception node look for them.
+    assert sorted(p.name for p in (share / "models").iterdir()) == sorted(
+        p.name for p in (REPO / "models").iterdir() if p.suffix in (".safetensors", ".json"))
     index = install / "depthtracker" / "share" / "ament_index" / "resource_index" / "packages"
     assert (index / "depthtracker").exists()
     lib = install / "depthtracker" / "lib" / "depthtracker"
-    for exe in ("ingest_node", "depthtracker"):
+    for exe in ("ingest_node", "perception_node", "tracking_node", "depthtracker"):
         assert os.access(lib / exe, os.X_OK), f"{exe} not installed under lib/depthtracker"
     # The interface package's Python module comes from the workspace install, not from the venv.
     msgs = install / "depthtracker_msgs"

@@ -1,7 +1,8 @@
 """ament_python package ``depthtracker``; also installable with pip (the core runs without ROS).
 
-Launch files and config live at the repository top level (``launch/``, ``config/``) and are installed to
-``share/depthtracker/{launch,config}`` where ``ros2 launch depthtracker ...`` and the nodes find them.
+Launch files, config and the shipped checkpoints live at the repository top level (``launch/``, ``config/``,
+``models/``) and are installed to ``share/depthtracker/{launch,config,models}`` where ``ros2 launch depthtracker ...``
+and the nodes find them (``configio.config_dir()``, ``models.depthtrack.predictor.default_checkpoint()``).
 """
 
 import os
@@ -29,6 +30,7 @@ setup(
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", _rel("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", _rel("config/*.yaml")),
+        (f"share/{PACKAGE}/models", _rel("models/*.safetensors") + _rel("models/*.json")),
     ],
     python_requires=">=3.10",
     install_requires=["numpy", "scipy", "pyyaml"],
@@ -41,6 +43,7 @@ setup(
         "console_scripts": [
             "depthtracker = depthtracker.cli:main",
             "ingest_node = depthtracker.ros.ingest:main",
+            "perception_node = depthtracker.ros.perception_node:main",
             "tracking_node = depthtracker.ros.tracking_node:main",
         ],
     },

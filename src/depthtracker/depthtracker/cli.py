@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_export(sub)
     p = sub.add_parser("predict", help="run a model on image files", description="Run a model on image files.")
     depthtrack_cli.register_predict(p.add_subparsers(dest="model", metavar="MODEL", required=True))
-    register_ros_commands(sub)  # record, play: rclpy is imported only when they run
+    register_ros_commands(sub)  # record, play, launch: rclpy is imported only when they run
     return parser
 
 

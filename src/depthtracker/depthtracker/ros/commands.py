@@ -1,8 +1,9 @@
-"""``depthtracker record`` and ``depthtracker play``: bag recording and playback through rclpy, without rosbag2.
+"""``depthtracker record`` and ``depthtracker play``: bag recording and playback through rclpy, without rosbag2;
+``depthtracker launch`` (``depthtracker.ros.launcher``): the perception graph as local processes.
 
-``register(subparsers)`` adds both subcommands to the core CLI. Importing this module loads no ROS module (rclpy is
-imported inside the run functions), so the core CLI can import it where ROS is absent; the subcommands then fail
-with a message saying what to install.
+``register(subparsers)`` adds the three subcommands to the core CLI. Importing this module loads no ROS module
+(rclpy is imported inside the run functions; the launcher only starts processes), so the core CLI can import it
+where ROS is absent; the subcommands then fail with a message saying what to install.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import argparse
 import sys
 from pathlib import Path
 
+from depthtracker.ros.launcher import register as register_launch
+
 __all__ = ["register"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add the ``record`` and ``play`` subcommands to ``sub`` (``parser.add_subparsers(...)``)."""
+    """Add the ``record``, ``play`` and ``launch`` subcommands to ``sub`` (``parser.add_subparsers(...)``)."""
     p = sub.add_parser(
         "record",
         help="record ROS topics into a rosbag2 (mcap or sqlite3)",
@@ -51,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--delay", type=float, default=0.0, metavar="S",
                    help="wait S seconds before the first message so subscribers can connect (default 0)")
     p.set_defaults(func=run_play)
+
+    register_launch(sub)
 
 
 def _ros_missing(exc: ImportError) -> ValueError:

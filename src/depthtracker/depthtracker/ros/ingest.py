@@ -289,9 +289,11 @@ class IngestNode(Node):
         self._diag_pub.publish(arr)
 
     def destroy_node(self) -> None:
-        with self._cv:
-            self._stop = True
-            self._cv.notify_all()
+        cv = getattr(self, "_cv", None)  # absent when a bad parameter stopped __init__ early
+        if cv is not None:
+            with cv:
+                self._stop = True
+                cv.notify_all()
         if hasattr(self, "_worker"):
             self._worker.join(timeout=5.0)
         for src in getattr(self, "_sources", []):
