@@ -30,7 +30,7 @@ import yaml
 from depthtracker.geometry.rotations import matrix_to_quaternion, quaternion_to_matrix
 from depthtracker.types import CameraModel
 
-__all__ = ["load_rig_file", "write_rig_file", "poses_for", "stereo_offset_pose"]
+__all__ = ["load_rig_file", "rig_file_text", "write_rig_file", "poses_for", "stereo_offset_pose"]
 
 
 def load_rig_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
@@ -62,16 +62,21 @@ def load_rig_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     return out
 
 
-def write_rig_file(path: str | os.PathLike[str], cameras: Sequence[CameraModel]) -> Path:
-    """Write the poses of ``cameras`` as a rig file; returns its path."""
+def rig_file_text(cameras: Sequence[CameraModel]) -> str:
+    """The rig file (YAML text) holding the poses of ``cameras``."""
     data = {}
     for cam in cameras:
         q = matrix_to_quaternion(cam.T_world_cam[:3, :3])
         data[cam.frame_id] = {"translation": [float(v) for v in cam.T_world_cam[:3, 3]],
                               "rotation": [float(v) for v in q]}
+    return ("# T_world_cam per optical frame: translation metres, rotation quaternion [x, y, z, w]\n"
+            + yaml.safe_dump(data, sort_keys=True))
+
+
+def write_rig_file(path: str | os.PathLike[str], cameras: Sequence[CameraModel]) -> Path:
+    """Write the poses of ``cameras`` as a rig file; returns its path."""
     p = Path(path)
-    p.write_text("# T_world_cam per optical frame: translation metres, rotation quaternion [x, y, z, w]\n"
-                 + yaml.safe_dump(data, sort_keys=True))
+    p.write_text(rig_file_text(cameras))
     return p
 
 

@@ -33,12 +33,12 @@ import numpy as np
 from depthtracker.data.bags import BagReader
 from depthtracker.eval.hsvdet import filter_ground_truth
 from depthtracker.eval.metrics import depth_metrics, det_metrics, mot_metrics, sot_metrics
-from depthtracker.perception import PerceptionPipeline
+from depthtracker.perception import PerceptionConfig, PerceptionPipeline
 from depthtracker.tracking import MultiObjectTracker, TargetTracker, TargetTrackerConfig, TrackerConfig
 from depthtracker.types import Detections, TrackState
 
-__all__ = ["GraphOutputs", "ReplayConfig", "TargetPlan", "plan_target", "run_in_process", "score_outputs",
-           "MOT_KEYS", "DEPTH_KEYS", "SOT_KEYS"]
+__all__ = ["GraphOutputs", "ReplayConfig", "TargetPlan", "load_perception_config", "plan_target", "run_in_process",
+           "score_outputs", "MOT_KEYS", "DEPTH_KEYS", "SOT_KEYS"]
 
 MOT_KEYS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW")
 DEPTH_KEYS = ("abs_rel", "rmse", "delta1", "mae", "psnr")
@@ -89,6 +89,19 @@ class GraphOutputs:
     tracks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     target: dict[int, np.ndarray] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
+
+
+def load_perception_config(path: str | os.PathLike[str] | None = None) -> PerceptionConfig:
+    """The ``PerceptionConfig`` fields of the perception node's params file (default ``config/perception.yaml``):
+    in-process evaluation runs with the values the node reads."""
+    import dataclasses
+
+    from depthtracker.configio import config_dir, from_mapping, load_yaml, ros_parameters
+
+    p = path or config_dir() / "perception.yaml"
+    params = ros_parameters(load_yaml(p), str(p))
+    fields = {f.name for f in dataclasses.fields(PerceptionConfig)}
+    return from_mapping(PerceptionConfig, {k: v for k, v in params.items() if k in fields}, str(p))
 
 
 def plan_target(bag: str | os.PathLike[str], config: ReplayConfig | None = None) -> TargetPlan | None:

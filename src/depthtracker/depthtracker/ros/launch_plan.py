@@ -214,8 +214,18 @@ class LaunchPlan:
                                         "--topics", *self.record_topics(), "--wait", f"{RECORD_WAIT_S:g}"),
                              STAGE_RECORD, False))
         n_cameras = len(self.camera_ids()) if g.enable_perception else 0
+        rig_files: tuple[tuple[Path, str], ...] = ()
+        perception_extra = [f"device:={g.device}", f"cameras:={n_cameras}", "autostart:=true"]
+        if self.bag is not None and g.enable_perception:
+            # the recorded rig's poses (its /tf_static, read by rosbags) for the model's camera embedding
+            from depthtracker.data.bags import BagReader
+            from depthtracker.data.extrinsics import rig_file_text
+
+            with BagReader(self.bag) as reader:
+                rig_files = ((rundir / "rig.yaml", rig_file_text(reader.cameras)),)
+            perception_extra.append(f"extrinsics:={rundir / 'rig.yaml'}")
         extra = {
-            "perception": [f"device:={g.device}", f"cameras:={n_cameras}", "autostart:=true"],
+            "perception": perception_extra,
             "tracking": [],
             "ingest": ([f"cameras:={_yaml_list(self.cameras)}"] if self.cameras and self.bag is None else []),
         }
@@ -230,6 +240,8 @@ class LaunchPlan:
             argv += ["--params-file", str(path), "-p", f"use_sim_time:={sim}"]
             for p in extra[name] + [f"{n}:={v}" for node, n, v in self.overrides() if node == name]:
                 argv += ["-p", p]  # after --params-file: the later assignment wins
+            if name == "perception":
+                files = files + rig_files
             out.append(Child(name, tuple(argv), STAGE_SOURCES if name == "ingest" else STAGE_NODES, g.respawn,
                              files))
         if self.bag is not None:

@@ -14,7 +14,8 @@
 * a topic whose message type is not installed in this Python is skipped with a warning (e.g. ``/tf_static``
   where ``tf2_msgs`` is absent); a failed publish is counted, not fatal;
 * ``delay_s`` waits before the first message so that subscribers can discover the publishers (the
-  ``ros2 bag play --delay`` option).
+  ``ros2 bag play --delay`` option); ``wait_subscribers_s`` first waits (at most that long) until every played topic
+  has a matched subscriber, so that reliable subscribers miss nothing at the start.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ def play(
     reliability: str = "best_effort",
     delay_s: float = 0.0,
     clock_period_s: float = 0.01,
+    wait_subscribers_s: float = 0.0,
     stop: threading.Event | None = None,
     log: Callable[[str], None] | None = None,
 ) -> PlayResult:
@@ -113,6 +115,11 @@ def play(
         start_ns = reader.start_time + int(round(start_offset_s * 1e9))
         result.bag_span_s = max(reader.end_time - 1 - start_ns, 0) * 1e-9  # end_time is exclusive
         counts: dict[str, int] = collections.Counter()
+        if wait_subscribers_s > 0:  # every topic matched by a subscriber (reliable ones then lose nothing)
+            end = time.monotonic() + wait_subscribers_s
+            while not stop.is_set() and time.monotonic() < end and not all(
+                    p.get_subscription_count() for p in pubs.values()):
+                executor.spin_once(timeout_sec=0.05)
         _sleep_until(time.monotonic() + delay_s, stop, executor)
         t_first = None
         while not stop.is_set():

@@ -15,7 +15,9 @@ Subscriptions (relative names: remap or namespace them; all reliable, as the per
   32FC1, sizes that do not add up) is counted (``bad_heatmaps`` on /diagnostics), logged once and skipped.
 * ``target/set`` (``TargetRequest``): start the single target at a box in one camera; ``target/clear``
   (``std_msgs/Empty``) stops it; ``target/measurement`` (``TargetMeasurement``): the model's candidates, fed to the
-  ``TargetTracker`` (measurements of another camera, or inactive ones, are ignored and counted). With
+  ``TargetTracker`` (measurements of another camera, or inactive ones, are ignored and counted); a detection set of
+  the target's camera waits up to ``depth_wait_s`` for the measurement of its stamp, so the target track published
+  with a set is the one measured on that set's image. With
   ``target_source: detections`` the target camera's detections serve as the candidates instead (a graph without
   a tracking model).
 
@@ -73,9 +75,9 @@ class TrackingNode(Node):
             description="heatmaps kept per camera, waiting for the detections of the same stamp", read_only=True,
             integer_range=[IntegerRange(from_value=1, to_value=1000, step=1)]))
         self.declare_parameter("depth_wait_s", 0.1, ParameterDescriptor(
-            description="how long a detection set waits for the depth_heatmap of each of its cameras (DDS delivers "
-                        "topics in no fixed order); a camera whose heatmap was missing 3 sets in a row is no longer "
-                        "waited for until one arrives, s",
+            description="how long a detection set waits for the depth_heatmap of each of its cameras and for the "
+                        "target's measurement of the same stamp (DDS delivers topics in no fixed order); an input "
+                        "missing 3 sets in a row is no longer waited for until one arrives, s",
             read_only=True, floating_point_range=[FloatingPointRange(from_value=0.0, to_value=5.0, step=0.0)]))
         self.declare_parameter("publish_tentative", False, ParameterDescriptor(
             description="also publish tentative (unconfirmed) tracks", read_only=True))
@@ -102,6 +104,9 @@ class TrackingNode(Node):
         self._depths: dict[str, StampedBuffer] = {}
         self._target = TargetTracker(self.target_config)
         self._target_state: TargetState | None = None
+        self._target_init_ns = 0  # stamp of the target request's image
+        self._measured_ns = 0  # stamp of the newest measurement applied to the target
+        self._measurement_misses = 0  # sets processed without their measurement in a row (3: stop waiting)
         self.counts = collections.Counter()
         self._proc_s = 0.0
         self._proc_max_s = 0.0
@@ -116,7 +121,8 @@ class TrackingNode(Node):
         self.create_subscription(Empty, "target/clear", self._on_target_clear, qos)
         if self.use_depth:
             self.create_subscription(Image, "depth_heatmap", self._on_heatmap, qos)
-            self.create_timer(0.01, self._flush)
+        # re-checks waiting sets every 10 ms; cancelled while nothing waits (an idle node costs no wake-ups)
+        self._flush_timer = self.create_timer(0.01, self._flush)
         self.create_timer(float(self.get_parameter("diagnostics_period_s").value), self._diagnostics)
         self.get_logger().info(f"tracking: use_depth={self.use_depth}, target_source={self.target_source}, "
                                f"publish_tentative={self.publish_tentative}")
@@ -141,9 +147,20 @@ class TrackingNode(Node):
         self._flush()
 
     def _heatmaps_ready(self, msg: DetectionArray) -> bool:
-        """Every camera of the set that is still waited for has the heatmap of this stamp."""
-        return all(self._depth_for(stamp, frame, count=False) is not None
-                   for _, stamp, frame in self._camera_frames(msg) if self._heatmap_misses[frame] < 3)
+        """Every camera of the set that is still waited for has the heatmap of this stamp, and the target's
+        measurement of this stamp is in (when the target is held in one of the set's cameras)."""
+        frames = self._camera_frames(msg)
+        if self.use_depth and not all(self._depth_for(stamp, frame, count=False) is not None
+                                      for _, stamp, frame in frames if self._heatmap_misses[frame] < 3):
+            return False
+        return self._measurement_ready(frames)
+
+    def _measurement_ready(self, frames: list[tuple[int, int, str]]) -> bool:
+        st = self._target_state
+        if st is None or not st.tracking or self.target_source != "measurement" or self._measurement_misses >= 3:
+            return True
+        return all(stamp <= self._target_init_ns or stamp <= self._measured_ns
+                   for cam, stamp, _ in frames if cam == st.camera_id)
 
     def _flush(self) -> None:
         """Process waiting detection sets in arrival order: each once its heatmaps are in or its wait is over."""
@@ -153,7 +170,11 @@ class TrackingNode(Node):
             if now - arrived < self._depth_wait_s and not self._heatmaps_ready(msg):
                 return
             self._pending.popleft()
+            if not self._measurement_ready(self._camera_frames(msg)):
+                self._measurement_misses += 1  # waited depth_wait_s for it in vain
             self._process(msg)
+        if hasattr(self, "_flush_timer"):
+            self._flush_timer.cancel()
 
     def _depth_for(self, stamp_ns: int, frame_id: str, count: bool = True) -> Any:
         buf = self._depths.get(frame_id)
@@ -178,11 +199,10 @@ class TrackingNode(Node):
         return [(cam, stamp, frame) for cam, frame in sorted(first.items())]
 
     def _on_detections(self, msg: DetectionArray) -> None:
-        if not self.use_depth:
-            self._process(msg)
-            return
         self._pending.append((time.monotonic(), msg))
         self._flush()
+        if self._pending and self._flush_timer.is_canceled():
+            self._flush_timer.reset()
 
     def _process(self, msg: DetectionArray) -> None:
         t0 = time.perf_counter()
@@ -234,6 +254,8 @@ class TrackingNode(Node):
         try:
             self._target_state = self._target.initialize(list(msg.box), stamp_from_msg(msg.header.stamp),
                                                          int(msg.camera_id))
+            self._target_init_ns = self._measured_ns = stamp_from_msg(msg.header.stamp)
+            self._measurement_misses = 0
         except ValueError as exc:
             self.counts["rejected_target_requests"] += 1
             self.get_logger().error(f"target/set rejected: {exc}")
@@ -257,6 +279,9 @@ class TrackingNode(Node):
         scores = [float(c.score) for c in msg.candidates]
         try:
             self._target_state = self._target.update(boxes, scores, stamp_from_msg(msg.header.stamp))
+            self._measured_ns = max(self._measured_ns, stamp_from_msg(msg.header.stamp))
+            self._measurement_misses = 0
+            self._flush()
         except ValueError as exc:
             self.counts["invalid_measurements"] += 1
             self.get_logger().warning(f"skipping an invalid target measurement ({exc})", throttle_duration_sec=5.0)

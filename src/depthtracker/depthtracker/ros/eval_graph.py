@@ -1,0 +1,281 @@
+"""``depthtracker eval graph``: play a bag through the running ROS graph and score what it publishes.
+
+``evaluate_graph(bag, out_dir)``:
+
+1. starts the perception and tracking nodes as processes (``ros.launcher.run_graph``; the params files of
+   ``config/graph.yaml``; ``cameras`` and the rig's poses taken from the bag, ``device`` as asked);
+2. waits until both nodes are up (their subscriptions matched), sends ``target/set`` for the target plan
+   (``eval.replay.plan_target``: the longest visible run of one object), stamped with the run's first image, then
+   plays the bag (``ros.play``) at ``rate``, camera topics only;
+3. collects ``depth_heatmap``, ``detections`` and ``tracks`` in this process until the outputs of the last set
+   came back (or ``drain_s`` passed), stops the graph, and scores the outputs with ``eval.replay.score_outputs``:
+   the function that scores the in-process run (``eval.replay.run_in_process``), so the two can be compared.
+
+Writes ``OUT/report.json`` (``depth``, ``det``, ``mot``, ``sot``, ``coverage``, ``path``; with ``compare``, also
+``in_process`` and ``difference``: the same keys from the in-process run) and ``OUT/report.md``. A set the graph
+dropped (the perception node keeps only the newest set) counts as empty detections, no depth and the last target
+box: play slower (``rate``) when ``coverage`` shows drops and the aim is accuracy rather than real time.
+
+Tracks are keyed by the ``TrackArray`` stamp (the newest image of the set): exact for rigs that stamp every camera
+of a set alike, as the synthetic world and hardware-triggered rigs do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from depthtracker.data.bags import BagReader
+from depthtracker.eval.replay import GraphOutputs, ReplayConfig, TargetPlan, plan_target, score_outputs
+from depthtracker.types import Detections, TrackState
+
+__all__ = ["GraphEvalConfig", "evaluate_graph", "collect_graph_outputs"]
+
+
+@dataclasses.dataclass(frozen=True)
+class GraphEvalConfig:
+    """How ``evaluate_graph`` runs the graph."""
+
+    rate: float = 1.0  # playback speed factor of the bag (lower = fewer dropped sets on a slow device), > 0
+    device: str = "auto"  # perception device: auto | cpu | cuda | cuda:N
+    graph_config: str = ""  # graph YAML (launch arguments); "" = config/graph.yaml
+    startup_timeout_s: float = 120.0  # how long the nodes may take to come up (weights load), s
+    drain_s: float = 10.0  # after the last message played, how long to wait for the last outputs, s
+    play_delay_s: float = 0.5  # once every camera topic is matched, the player waits this long more, s
+    set_params: tuple[str, ...] = ()  # NODE:NAME=VALUE overrides, as depthtracker launch --set-param
+
+    def __post_init__(self) -> None:
+        if not (self.rate > 0 and math.isfinite(self.rate)):
+            raise ValueError(f"GraphEvalConfig.rate must be a positive number, got {self.rate!r}")
+        if self.startup_timeout_s <= 0 or self.drain_s < 0:
+            raise ValueError("GraphEvalConfig: startup_timeout_s must be > 0 and drain_s >= 0")
+
+
+class _Collector:
+    """Subscriptions to the graph's outputs, converted to ``GraphOutputs`` as they arrive (executor thread)."""
+
+    def __init__(self, node: Any, camera_of_frame: dict[str, int]) -> None:
+        from sensor_msgs.msg import Image
+
+        from depthtracker.ros.qos import output_qos
+        from depthtracker_msgs.msg import DetectionArray, TrackArray
+
+        self.out = GraphOutputs()
+        self.cams = camera_of_frame
+        self.last_stamp = 0
+        self.lock = threading.Lock()
+        qos = output_qos(depth=100)
+        node.create_subscription(Image, "depth_heatmap", self._on_depth, qos)
+        node.create_subscription(DetectionArray, "detections", self._on_detections, qos)
+        node.create_subscription(TrackArray, "tracks", self._on_tracks, qos)
+
+    def _on_depth(self, msg: Any) -> None:
+        from depthtracker.data.images import image_to_array
+        from depthtracker.ros.conversions import stamp_from_msg
+
+        cam = self.cams.get(msg.header.frame_id)
+        if cam is not None:
+            with self.lock:
+                self.out.depths[(stamp_from_msg(msg.header.stamp), cam)] = image_to_array(msg).copy()
+
+    def _on_detections(self, msg: Any) -> None:
+        from depthtracker.ros.conversions import detections_from_msgs, stamp_from_msg
+
+        by_cam: dict[int, list] = {}
+        for d in msg.detections:
+            by_cam.setdefault(int(d.camera_id), []).append(d)
+        with self.lock:
+            for h in msg.camera_headers:
+                cam = self.cams.get(h.frame_id)
+                if cam is None:
+                    continue
+                stamp = stamp_from_msg(h.stamp)
+                self.out.detections[(stamp, cam)] = detections_from_msgs(by_cam.get(cam, []), cam, stamp)
+
+    def _on_tracks(self, msg: Any) -> None:
+        from depthtracker.ros.conversions import stamp_from_msg
+
+        stamp = stamp_from_msg(msg.header.stamp)
+        per_cam: dict[int, list] = {}
+        with self.lock:
+            for t in msg.tracks:
+                if t.is_target:
+                    self.out.target[stamp] = np.asarray(t.box, np.float32)
+                elif t.state == int(TrackState.CONFIRMED):
+                    per_cam.setdefault(int(t.camera_id), []).append((int(t.id), list(t.box)))
+            for cam in set(self.cams.values()):
+                rows = per_cam.get(cam, [])
+                self.out.tracks[(stamp, cam)] = (np.array([r[0] for r in rows], np.int64),
+                                                 np.array([r[1] for r in rows], np.float32).reshape(-1, 4))
+            self.last_stamp = max(self.last_stamp, stamp)
+
+
+def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, config: GraphEvalConfig,
+                          log: Callable[[str], None] = print, env: dict[str, str] | None = None) -> GraphOutputs:
+    """Steps 1-3 of the module docstring: the graph's outputs for ``bag`` (the graph is stopped on return)."""
+    import tempfile
+
+    from depthtracker.data.extrinsics import write_rig_file
+    from depthtracker.ros.launch_plan import LaunchPlan, load_graph
+    from depthtracker.ros.launcher import run_graph
+    from depthtracker.ros.play import play
+    from depthtracker.ros.qos import output_qos
+    from depthtracker.ros.runtime import standalone_node
+    from depthtracker_msgs.msg import TargetRequest
+
+    with BagReader(bag) as reader:
+        cameras, n_sets, last_stamp = reader.cameras, reader.num_sets, 0
+        for s in reader.samples():
+            last_stamp = s.stamp_ns
+    stop_graph, stop_play = threading.Event(), threading.Event()
+    status: list[int] = []
+    with tempfile.TemporaryDirectory(prefix="depthtracker-eval-") as tmp:
+        rig = write_rig_file(Path(tmp) / "rig.yaml", cameras)
+        graph = dataclasses.replace(load_graph(config.graph_config or None), enable_ingest=False,
+                                    device=config.device, respawn=False)
+        launch = LaunchPlan(graph, set_params=(f"perception:cameras={len(cameras)}", f"perception:extrinsics={rig}",
+                                               "perception:reliability=reliable", *config.set_params))
+        runner = threading.Thread(target=lambda: status.append(run_graph(launch, stop=stop_graph, log=log,
+                                                                         env=env)), name="graph", daemon=True)
+        runner.start()
+        try:
+            with standalone_node("depthtracker_eval", stop_play) as (node, executor):
+                collector = _Collector(node, {c.frame_id: c.camera_id for c in cameras})
+                target_pub = node.create_publisher(TargetRequest, "target/set", output_qos())
+                deadline = time.monotonic() + config.startup_timeout_s
+                topic = f"/cam{cameras[-1].camera_id}/image_raw"
+                # both nodes up: the target request reaches perception and tracking, the cameras reach perception
+                while (target_pub.get_subscription_count() < 2 or not node.count_subscribers(topic)) and not status:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"the graph did not come up within {config.startup_timeout_s:g} s")
+                    executor.spin_once(timeout_sec=0.1)
+                if status:
+                    raise RuntimeError(f"the graph stopped before the bag was played (status {status[0]}); see its log")
+                if plan is not None:
+                    from depthtracker.ros.conversions import header
+
+                    cam = next(c for c in cameras if c.camera_id == plan.camera_id)
+                    target_pub.publish(TargetRequest(header=header(plan.start_stamp_ns, cam.frame_id),
+                                                     camera_id=plan.camera_id,
+                                                     box=[float(v) for v in plan.start_box]))
+                    log(f"[eval] target/set: camera {plan.camera_id}, object {plan.object_id}, "
+                        f"{len(plan.stamps)} frames")
+                end = time.monotonic() + 1.0
+                while time.monotonic() < end:
+                    executor.spin_once(timeout_sec=0.05)
+                spinner = threading.Thread(target=lambda: _spin_until(executor, stop_play), daemon=True)
+                spinner.start()
+                topics = [f"/cam{c.camera_id}/{k}" for c in cameras for k in ("image_raw", "camera_info")]
+                t0 = time.monotonic()
+                # the player's fresh publishers must be matched before the first image goes out
+                played = play(bag, rate=config.rate, topics=topics, reliability="reliable", stop=stop_graph,
+                              wait_subscribers_s=10.0, delay_s=config.play_delay_s)
+                log(f"[eval] played {sum(played.counts.values())} messages ({n_sets} sets) in "
+                    f"{time.monotonic() - t0:.1f} s")
+                end = time.monotonic() + config.drain_s
+                while time.monotonic() < end and collector.last_stamp < last_stamp and not status:
+                    time.sleep(0.05)
+                log(f"[eval] outputs drained {time.monotonic() - end + config.drain_s:.1f} s after the last image")
+                stop_play.set()
+                spinner.join(timeout=5.0)
+                with collector.lock:
+                    out = collector.out
+        finally:
+            stop_graph.set()
+            runner.join(timeout=60.0)
+    out.info = {"path": "ros-graph", "device": config.device, "rate": config.rate,
+                "graph_status": status[0] if status else None}
+    return out
+
+
+def _spin_until(executor: Any, stop: threading.Event) -> None:
+    while not stop.is_set():
+        executor.spin_once(timeout_sec=0.05)
+
+
+def evaluate_graph(bag: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                   config: GraphEvalConfig | None = None, replay: ReplayConfig | None = None,
+                   compare: bool = False, log: Callable[[str], None] = print,
+                   env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run the graph on ``bag``, score it, write ``OUT/report.json`` + ``report.md``; returns the report.
+
+    ``compare``: also run the same computation in process and report both and their difference."""
+    cfg = config or GraphEvalConfig()
+    rcfg = replay or ReplayConfig()
+    if rcfg.max_sets:
+        raise ValueError("evaluation through the graph plays the whole bag: ReplayConfig.max_sets must be 0")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plan = plan_target(bag, rcfg)
+    outputs = collect_graph_outputs(bag, plan, cfg, log, env)
+    report = score_outputs(bag, outputs, plan, rcfg)
+    if compare:
+        import yaml
+
+        from depthtracker.eval.replay import load_perception_config, run_in_process
+        from depthtracker.perception import PerceptionPipeline
+
+        fields = {f.name for f in dataclasses.fields(load_perception_config())}
+        over = {}  # the perception node's --set-param overrides that are pipeline fields apply here too
+        for item in cfg.set_params:
+            node, _, rest = item.partition(":")
+            name, _, value = rest.partition("=")
+            if node == "perception" and name in fields:
+                over[name] = yaml.safe_load(value) if value else ""
+        pipe = PerceptionPipeline.from_config(dataclasses.replace(load_perception_config(), device=cfg.device,
+                                                                  **over))
+        local = score_outputs(bag, run_in_process(bag, pipe, plan, config=rcfg), plan, rcfg)
+        report["in_process"] = local
+        report["difference"] = _difference(report, local)
+    report["bag"] = str(bag)
+    (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=_jsonable) + "\n")
+    (out / "report.md").write_text(report_markdown(report))
+    return report
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, Detections):
+        return None
+    raise TypeError(f"not JSON: {type(v).__name__}")
+
+
+def _difference(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for group, keys in (("depth", ("abs_rel", "delta1")), ("det", ("map50", "map50_95")), ("sot", ("success_auc",)),
+                        ("mot", ("HOTA", "MOTA", "IDF1"))):
+        for k in keys:
+            x = a[group]["mean"][k] if group == "mot" else a[group].get(k, math.nan)
+            y = b[group]["mean"][k] if group == "mot" else b[group].get(k, math.nan)
+            out[f"{group}.{k}"] = float(x - y)
+    return out
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    d, det, m, s, c = (report[k] for k in ("depth", "det", "mot", "sot", "coverage"))
+    lines = [f"# Evaluation through the ROS graph: `{report['bag']}`", "",
+             f"Path: {report['path'].get('path')} (device {report['path'].get('device')}, playback rate "
+             f"{report['path'].get('rate')}). Coverage: {c['sets_answered']}/{c['sets']} sets answered, "
+             f"{c['images_with_depth']}/{c['images']} depth images.", "",
+             "| task | metric | value |", "|---|---|---|"]
+    for k in ("abs_rel", "rmse", "delta1", "mae", "psnr"):
+        lines.append(f"| depth | {k} | {d.get(k, math.nan):.4f} |")
+    for k in ("map50", "map50_95"):
+        lines.append(f"| detection | {k} | {det.get(k, math.nan):.4f} |")
+    for k in ("HOTA", "MOTA", "IDF1"):
+        lines.append(f"| multi-object tracking (mean over cameras) | {k} | {m['mean'][k]:.4f} |")
+    for k in ("success_auc", "precision_20px", "mean_iou"):
+        lines.append(f"| single target | {k} | {s.get(k, math.nan):.4f} |")
+    if "difference" in report:
+        lines += ["", "Graph minus in-process: " + ", ".join(f"{k} {v:+.4f}" for k, v in report["difference"].items())]
+    return "\n".join(lines) + "\n"
