@@ -81,29 +81,50 @@ def test_synth_config_file_unknown_key(tmp_path, capsys):
     assert "unknown key(s) ['cameraz']" in err and str(cfg) in err
 
 
-def test_demo_writes_contact_sheet_and_video(tmp_path):
+@pytest.fixture(scope="module")
+def depth_checkpoint(tmp_path_factory):
+    import torch
+    from depthtracker.models.depthtrack import DepthTrack, DepthTrackConfig
+    from depthtracker.train.checkpoints import save_checkpoint
+
+    torch.manual_seed(0)  # untrained weights: the demo's plumbing is under test here, not the model
+    model = DepthTrack(DepthTrackConfig.from_preset("edge"))
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "depthtrack-test", model, model.config.to_dict())
+
+
+def test_demo_writes_report_video_sheet_and_annotated_bag(tmp_path, depth_checkpoint):
     from depthtracker.demo import run_demo
 
     cfg = SynthConfig(cameras=2, width=96, height=64, fps=10.0, seconds=0.5, seed=1)
     logs: list[str] = []
-    res = run_demo(tmp_path / "demo", config=cfg, log=logs.append, detector=None)  # the detector has its own test
+    res = run_demo(tmp_path / "demo", config=cfg, log=logs.append, path="in-process",
+                   depth_checkpoint=str(depth_checkpoint))
     assert res.sets == 5 and res.cameras == 2
     sheet = cv2.imread(str(res.contact_sheet))
-    assert sheet is not None and sheet.shape[0] > 2 * 64 and sheet.shape[1] >= 2 * 96
+    assert sheet is not None and sheet.shape[0] > 3 * 64 and sheet.shape[1] >= 2 * 96
     cap = cv2.VideoCapture(str(res.video))
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5
     ok, frame = cap.read()
-    # Per camera: ground truth, tracks, depth stacked; cameras side by side with a 4-pixel gap.
+    # Per camera: tracks, predicted depth, ground-truth depth stacked; cameras side by side with a 4-pixel gap.
     assert ok and frame.shape[:2] == (3 * 64, 2 * 96 + 4) and frame.std() > 5  # real content, not a blank frame
-    # The depth colour map (bottom third) differs from the RGB rows.
-    assert np.abs(frame[:64].astype(int) - frame[128:192].astype(int)).mean() > 5
+    assert np.abs(frame[:64].astype(int) - frame[128:192].astype(int)).mean() > 5  # depth differs from RGB
     report = json.loads(res.report.read_text())
-    assert report["detections"]["source"] == "simulated"
-    assert all(0.0 <= report["det"][k] <= 1.0 for k in ("map50", "map50_95"))
-    mean = report["mot"]["mean"]
-    assert set(report["mot"]["per_camera"]) == {"cam0", "cam1"}
-    assert 0.3 < mean["HOTA"] <= 1.0 and mean["MOTA"] <= 1.0 and 0.3 < mean["IDF1"] <= 1.0
-    assert "simulated" in (res.report.with_suffix(".md")).read_text()
+    assert report["coverage"]["sets_answered"] == 5 and report["path"]["path"] == "in-process"
+    assert report["models"]["depth"] == str(depth_checkpoint)
+    assert report["models"]["detector"].endswith("hsvdet-n.safetensors")
+    assert all(0.0 <= report["det"][k] <= 1.0 for k in ("map50", "map50_95")) and report["depth"]["images"] == 10
+    assert set(report["mot"]["per_camera"]) == {"cam0", "cam1"} and 0.0 <= report["sot"]["success_auc"] <= 1.0
+    assert (tmp_path / "demo" / "plots.png").is_file() and "single target" in res.report.with_suffix(".md").read_text()
+    # The annotated bag: every camera's annotated image, heatmap, colour map and info, and the tracks, per set.
+    from depthtracker.data.bags import BagReader
+
+    with BagReader(res.annotated) as bag:
+        topics = bag.topics
+        counts = {t: sum(1 for _ in bag.messages([t])) for t in topics}
+    assert set(topics) == {f"/cam{i}/{k}" for i in (0, 1) for k in ("image_annotated", "depth_heatmap",
+                                                                   "depth_color", "camera_info")} | {"/tracks"}
+    assert set(counts.values()) == {5, 10} and counts["/tracks"] == 10
     # A second run reuses the bag.
-    run_demo(tmp_path / "demo", config=cfg, log=logs.append, detector=None)
+    run_demo(tmp_path / "demo", config=cfg, log=logs.append, path="in-process",
+             depth_checkpoint=str(depth_checkpoint))
     assert any("using the existing bag" in line for line in logs)

@@ -86,3 +86,17 @@ def test_graph_agrees_with_in_process(make_synth_bag, depth_checkpoint, ros_env,
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["sot"]["frames"] == report["sot"]["frames"] and (tmp_path / "out" / "report.md").is_file()
     assert "target/set: camera" in log and "graph stopped (status 0)" in log
+
+
+@requires_ros
+@pytest.mark.ros
+def test_demo_through_the_graph(make_synth_bag, depth_checkpoint, ros_env, tmp_path, monkeypatch):
+    from depthtracker.demo import run_demo
+
+    for k, v in ros_env.items():
+        monkeypatch.setenv(k, v)
+    res = run_demo(tmp_path / "demo", config=WORLD, log=lambda s: None, path="graph", rate=0.5,
+                   depth_checkpoint=str(depth_checkpoint), device="cpu", env=ros_env)
+    report = json.loads(res.report.read_text())
+    assert report["path"]["path"] == "ros-graph" and report["coverage"]["sets_answered"] == 10
+    assert report["sot"]["answered"] == report["sot"]["frames"] - 1 and res.annotated.is_dir()

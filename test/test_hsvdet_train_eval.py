@@ -146,10 +146,12 @@ def test_demo_tracks_on_the_detector_and_reports_its_map(checkpoint: Path, tmp_p
     from depthtracker.demo import run_demo
 
     cfg = SynthConfig(cameras=2, width=96, height=64, fps=10.0, seconds=0.3, seed=1)
-    res = run_demo(tmp_path / "demo", config=cfg, log=lambda s: None, detector=checkpoint)
+    res = run_demo(tmp_path / "demo", config=cfg, log=lambda s: None, path="in-process",
+                   detector_checkpoint=str(checkpoint), depth_checkpoint="none")
     report = json.loads(res.report.read_text())
-    assert report["detections"]["source"] == checkpoint.stem and report["detections"]["checkpoint"] == str(checkpoint)
+    assert report["models"] == {"depth": "none", "detector": str(checkpoint)}
     assert all(0.0 <= report["det"][k] <= 1.0 for k in ("map50", "map50_95"))
-    assert report["det"]["num_images"] == 3 * 2
+    assert report["coverage"]["images_with_detections"] == 3 * 2 and report["coverage"]["images_with_depth"] == 0
     assert set(report["mot"]["per_camera"]) == {"cam0", "cam1"} and "HOTA" in report["mot"]["mean"]
-    assert "trained detector" in res.report.with_suffix(".md").read_text()
+    assert "no depth published" in report["depth"]["skipped"]
+    assert "detection" in res.report.with_suffix(".md").read_text()

@@ -54,18 +54,30 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
         help="run the demo on the embedded synthetic world",
-        description="Render the default synthetic world into OUT/world (if absent) and write OUT/contact_sheet.png "
-        "and OUT/cameras.mp4: every camera with its depth colour map and ground-truth boxes with ids.",
+        description="Render the default synthetic world into OUT/world (if absent), play it through the perception "
+        "graph (perception + tracking nodes; a target set on the longest visible object), and write what the graph "
+        "published, scored against the world's ground truth: OUT/report.{json,md} (depth, detection, tracking, "
+        "single target), plots.png, cameras.mp4 and contact_sheet.png (tracks and target, depth heatmaps), and "
+        "OUT/annotated (an mcap that opens in Foxglove Studio).",
     )
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default out/demo)")
     p.add_argument("--seconds", type=float, default=4.0, help="length of the demo world in seconds (default 4)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run the graph's computation in this process instead of through ROS nodes")
+    p.add_argument("--rate", type=float, default=None,
+                   help="playback speed factor (default: 1 on CUDA, else what this CPU keeps up with)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--depth-checkpoint", default="", help="DepthTrack checkpoint (default: the shipped one)")
+    p.add_argument("--detector-checkpoint", default="", help="HSV-DET checkpoint (default: the shipped one)")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
     from depthtracker.demo import run_demo
 
-    run_demo(args.out, seconds=args.seconds)
+    run_demo(args.out, seconds=args.seconds, path="in-process" if args.in_process else "graph", rate=args.rate,
+             device=args.device, depth_checkpoint=args.depth_checkpoint,
+             detector_checkpoint=args.detector_checkpoint)
     return 0
 
 

@@ -38,7 +38,7 @@ from depthtracker.tracking import MultiObjectTracker, TargetTracker, TargetTrack
 from depthtracker.types import Detections, TrackState
 
 __all__ = ["GraphOutputs", "ReplayConfig", "TargetPlan", "load_perception_config", "plan_target", "run_in_process",
-           "score_outputs", "MOT_KEYS", "DEPTH_KEYS", "SOT_KEYS"]
+           "score_outputs", "report_lines", "MOT_KEYS", "DEPTH_KEYS", "SOT_KEYS"]
 
 MOT_KEYS = ("HOTA", "DetA", "AssA", "MOTA", "IDF1", "IDSW")
 DEPTH_KEYS = ("abs_rel", "rmse", "delta1", "mae", "psnr")
@@ -82,11 +82,11 @@ class TargetPlan:
 @dataclass
 class GraphOutputs:
     """What the graph published, keyed by image stamp and camera (``tracks``: confirmed multi-object tracks as
-    ``(ids, boxes)``; ``target``: the target track's box by stamp)."""
+    ``(ids, boxes, labels)``; ``target``: the target track's box by stamp)."""
 
     depths: dict[tuple[int, int], np.ndarray] = field(default_factory=dict)
     detections: dict[tuple[int, int], Detections] = field(default_factory=dict)
-    tracks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    tracks: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
     target: dict[int, np.ndarray] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
@@ -165,7 +165,7 @@ def run_in_process(bag: str | os.PathLike[str], pipeline: PerceptionPipeline, pl
                 tracker.update(dets)
                 t = tracker.tracks
                 keep = t.states == int(TrackState.CONFIRMED)
-                out.tracks[key] = (t.ids[keep], t.boxes[keep])
+                out.tracks[key] = (t.ids[keep], t.boxes[keep], t.labels[keep])
             if plan is not None and res.target is not None:
                 st = target.update(res.target.boxes, res.target.scores, res.target.stamp_ns)
                 out.target[res.target.stamp_ns] = np.asarray(st.box, np.float32)
@@ -215,7 +215,7 @@ def score_outputs(bag: str | os.PathLike[str], outputs: GraphOutputs, plan: Targ
                                 (np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64)))
                 gt_seq.setdefault(f.camera_id, {})[i] = (ann.ids, ann.boxes)
                 hyp_seq.setdefault(f.camera_id, {})[i] = outputs.tracks.get(
-                    key, (np.zeros(0, np.int64), np.zeros((0, 4), np.float32)))
+                    key, (np.zeros(0, np.int64), np.zeros((0, 4), np.float32)))[:2]
     per_camera = {f"cam{c}": {k: float(v) for k, v in mot_metrics(gt_seq[c], hyp_seq[c]).items()
                               if k in MOT_KEYS} for c in sorted(gt_seq)}
     det = det_metrics(det_gt, det_pred, max(1, len(names)), names or None) if det_gt else {}
@@ -238,3 +238,24 @@ def score_outputs(bag: str | os.PathLike[str], outputs: GraphOutputs, plan: Targ
                      "images_with_detections": answered_images, "images_with_depth": answered_depth},
         "path": outputs.info,
     }
+
+
+def report_lines(report: dict[str, Any], title: str) -> list[str]:
+    """The Markdown of a graph report (``score_outputs`` + ``bag``; ``difference`` when compared)."""
+    d, det, m, s, c = (report[k] for k in ("depth", "det", "mot", "sot", "coverage"))
+    path = report.get("path", {})
+    lines = [f"# {title}: `{report.get('bag', '')}`", "",
+             f"Path: {path.get('path')} (device {path.get('device')}, playback rate {path.get('rate', '-')}). "
+             f"Coverage: {c['sets_answered']}/{c['sets']} sets answered, {c['images_with_depth']}/{c['images']} "
+             "depth images.", "", "| task | metric | value |", "|---|---|---|"]
+    for k in DEPTH_KEYS:
+        lines.append(f"| depth | {k} | {d.get(k, math.nan):.4f} |")
+    for k in ("map50", "map50_95"):
+        lines.append(f"| detection | {k} | {det.get(k, math.nan):.4f} |")
+    for k in ("HOTA", "MOTA", "IDF1"):
+        lines.append(f"| multi-object tracking (mean over cameras) | {k} | {m['mean'][k]:.4f} |")
+    for k in SOT_KEYS:
+        lines.append(f"| single target | {k} | {s.get(k, math.nan):.4f} |")
+    if "difference" in report:
+        lines += ["", "Graph minus in-process: " + ", ".join(f"{k} {v:+.4f}" for k, v in report["difference"].items())]
+    return lines

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from depthtracker.data.bags import BagReader
-from depthtracker.eval.replay import GraphOutputs, ReplayConfig, TargetPlan, plan_target, score_outputs
+from depthtracker.eval.replay import GraphOutputs, ReplayConfig, TargetPlan, plan_target, report_lines, score_outputs
 from depthtracker.types import Detections, TrackState
 
 __all__ = ["GraphEvalConfig", "evaluate_graph", "collect_graph_outputs"]
@@ -111,11 +111,12 @@ class _Collector:
                 if t.is_target:
                     self.out.target[stamp] = np.asarray(t.box, np.float32)
                 elif t.state == int(TrackState.CONFIRMED):
-                    per_cam.setdefault(int(t.camera_id), []).append((int(t.id), list(t.box)))
+                    per_cam.setdefault(int(t.camera_id), []).append((int(t.id), list(t.box), int(t.class_id)))
             for cam in set(self.cams.values()):
                 rows = per_cam.get(cam, [])
                 self.out.tracks[(stamp, cam)] = (np.array([r[0] for r in rows], np.int64),
-                                                 np.array([r[1] for r in rows], np.float32).reshape(-1, 4))
+                                                 np.array([r[1] for r in rows], np.float32).reshape(-1, 4),
+                                                 np.array([r[2] for r in rows], np.int64))
             self.last_stamp = max(self.last_stamp, stamp)
 
 
@@ -238,7 +239,7 @@ def evaluate_graph(bag: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         report["difference"] = _difference(report, local)
     report["bag"] = str(bag)
     (out / "report.json").write_text(json.dumps(report, indent=2, sort_keys=True, default=_jsonable) + "\n")
-    (out / "report.md").write_text(report_markdown(report))
+    (out / "report.md").write_text("\n".join(report_lines(report, "Evaluation through the ROS graph")) + "\n")
     return report
 
 
@@ -259,23 +260,3 @@ def _difference(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
             y = b[group]["mean"][k] if group == "mot" else b[group].get(k, math.nan)
             out[f"{group}.{k}"] = float(x - y)
     return out
-
-
-def report_markdown(report: dict[str, Any]) -> str:
-    d, det, m, s, c = (report[k] for k in ("depth", "det", "mot", "sot", "coverage"))
-    lines = [f"# Evaluation through the ROS graph: `{report['bag']}`", "",
-             f"Path: {report['path'].get('path')} (device {report['path'].get('device')}, playback rate "
-             f"{report['path'].get('rate')}). Coverage: {c['sets_answered']}/{c['sets']} sets answered, "
-             f"{c['images_with_depth']}/{c['images']} depth images.", "",
-             "| task | metric | value |", "|---|---|---|"]
-    for k in ("abs_rel", "rmse", "delta1", "mae", "psnr"):
-        lines.append(f"| depth | {k} | {d.get(k, math.nan):.4f} |")
-    for k in ("map50", "map50_95"):
-        lines.append(f"| detection | {k} | {det.get(k, math.nan):.4f} |")
-    for k in ("HOTA", "MOTA", "IDF1"):
-        lines.append(f"| multi-object tracking (mean over cameras) | {k} | {m['mean'][k]:.4f} |")
-    for k in ("success_auc", "precision_20px", "mean_iou"):
-        lines.append(f"| single target | {k} | {s.get(k, math.nan):.4f} |")
-    if "difference" in report:
-        lines += ["", "Graph minus in-process: " + ", ".join(f"{k} {v:+.4f}" for k, v in report["difference"].items())]
-    return "\n".join(lines) + "\n"
