@@ -44,10 +44,12 @@ class SGBMConfig:
 
 
 def sgbm_depth(left: np.ndarray, right: np.ndarray, fx: float, baseline_m: float,
-               config: SGBMConfig | None = None) -> np.ndarray:
+               config: SGBMConfig | None = None, doffs: float = 0.0) -> np.ndarray:
     """Depth of the left image of a rectified pair: (H, W) float32 metres, NaN where no disparity was found.
 
-    ``left``/``right``: (H, W, 3) uint8 RGB (or grey (H, W)); ``fx`` in pixels; ``baseline_m`` > 0.
+    ``left``/``right``: (H, W, 3) uint8 RGB (or grey (H, W)); ``fx`` in pixels; ``baseline_m`` > 0; ``doffs``: the
+    right principal point's x minus the left's, pixels (Middlebury's ``doffs``; 0 for a pair sharing K):
+    ``depth = fx * baseline / (disparity + doffs)``.
     """
     cfg = config or SGBMConfig()
     if left.shape != right.shape:
@@ -55,7 +57,7 @@ def sgbm_depth(left: np.ndarray, right: np.ndarray, fx: float, baseline_m: float
     if not (fx > 0 and baseline_m > 0):
         raise ValueError(f"sgbm_depth needs fx > 0 and baseline_m > 0, got fx={fx}, baseline_m={baseline_m}")
     gray = [cv2.cvtColor(im, cv2.COLOR_RGB2GRAY) if im.ndim == 3 else im for im in (left, right)]
-    need = fx * baseline_m / cfg.min_depth_m
+    need = fx * baseline_m / cfg.min_depth_m - doffs
     nd = int(min(cfg.max_disparities, max(16, 16 * math.ceil(need / 16))))
     bs = cfg.block_size
     matcher = cv2.StereoSGBM_create(minDisparity=0, numDisparities=nd, blockSize=bs, P1=8 * bs * bs,
@@ -65,7 +67,7 @@ def sgbm_depth(left: np.ndarray, right: np.ndarray, fx: float, baseline_m: float
     disp = matcher.compute(gray[0], gray[1]).astype(np.float32) / 16.0  # fixed point, 4 fractional bits
     depth = np.full(disp.shape, np.nan, np.float32)
     ok = disp > 0
-    depth[ok] = fx * baseline_m / disp[ok]
+    depth[ok] = fx * baseline_m / (disp[ok] + doffs)
     return depth
 
 

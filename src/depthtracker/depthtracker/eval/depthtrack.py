@@ -6,6 +6,7 @@
      "sot": {success_auc, precision_20px, mean_iou, ...},     # model + TargetTracker, mean over sequences
      "baselines": {"sgbm": {abs_rel, ..., coverage},          # left camera of the stereo pair, where SGBM matched
                    "csrt": {success_auc, ...}, "kcf": {...}},  # the same sequences and initial boxes
+     "real": {"middlebury_motorcycle": {"model": {...}, "sgbm": {...}, ...}},  # a real stereo pair
      "model": {...checkpoint, config...}, "data": {...}}
 
 plus ``report.md`` and plots (``depth_examples.png``, ``sot_success.png``). Depth metrics are computed per camera
@@ -50,6 +51,7 @@ class DepthTrackEvalConfig:
     min_frames: int = 5  # shortest tracking run scored, >= 2
     max_sequences: int = 8  # longest runs scored, >= 1
     sgbm: SGBMConfig = SGBMConfig()  # the stereo baseline
+    middlebury: bool = True  # also score the real Middlebury Motorcycle pair (scikit-image) beside SGBM
 
     def __post_init__(self) -> None:
         if self.max_sets < 0 or self.min_frames < 2 or self.max_sequences < 1:
@@ -173,6 +175,7 @@ def evaluate_depthtrack(bag: str | os.PathLike[str], checkpoint: str | os.PathLi
                for k in CV_TRACKERS},
         },
         "model_on_sgbm_pixels": _mean(same_rows) if same_rows else {},
+        "real": {"middlebury_motorcycle": _middlebury(pred) if cfg.middlebury else {"skipped": "not asked"}},
         "model": {"checkpoint": str(ckpt), "config": pred.config.to_dict()},
         "data": {"bag": str(bag), "sets": total, "depth_images": len(depth_rows), "sequences": len(runs),
                  "sequence_frames": [len(r["sets"]) for r in runs], "config": asdict(cfg)},
@@ -183,6 +186,15 @@ def evaluate_depthtrack(bag: str | os.PathLike[str], checkpoint: str | os.PathLi
     plots = write_plots(out, example, curves)
     write_markdown(out / "report.md", report, plots)
     return report
+
+
+def _middlebury(pred: Any) -> dict[str, Any]:
+    from depthtracker.eval.middlebury import middlebury_motorcycle
+
+    try:
+        return middlebury_motorcycle(pred)
+    except ImportError as exc:
+        return {"skipped": str(exc)}
 
 
 def _ious(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:

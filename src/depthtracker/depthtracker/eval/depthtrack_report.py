@@ -81,6 +81,15 @@ def write_markdown(path: Path, report: dict[str, Any], plots: list[str]) -> None
             ("SGBM (left camera)", b["sgbm"], f"coverage {_fmt(b['sgbm'].get('coverage', math.nan))}")]
     for name, m, px in rows:
         lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k, math.nan)) for k in depth_keys) + f" | {px} |")
+    mb = (report.get("real") or {}).get("middlebury_motorcycle") or {}
+    if "model" in mb:
+        lines += ["", "Real stereo pair (Middlebury 2014 Motorcycle, quarter resolution, scikit-image; depth "
+                  f"{mb['depth_range_m'][0]:.2f}-{mb['depth_range_m'][1]:.2f} m):", "",
+                  "| method | " + " | ".join(depth_keys) + " | pixels |", "|---" * (len(depth_keys) + 2) + "|"]
+        for name, m, px in (("DepthTrack (pair as a 2-camera rig)", mb["model"], "all with GT"),
+                            ("DepthTrack (SGBM pixels)", mb["model_on_sgbm_pixels"], "SGBM matched"),
+                            ("SGBM", mb["sgbm"], f"coverage {_fmt(mb['sgbm']['coverage'])}")):
+            lines.append(f"| {name} | " + " | ".join(_fmt(m.get(k, math.nan)) for k in depth_keys) + f" | {px} |")
     lines += ["", "## Single-target tracking", "", "| method | " + " | ".join(sot_keys) + " |",
               "|---" * (len(sot_keys) + 1) + "|"]
     for name, m in (("DepthTrack + TargetTracker", report["sot"]), ("CSRT", b["csrt"]), ("KCF", b["kcf"])):
