@@ -85,3 +85,31 @@ def test_nsa_gate_stays_in_the_graph_on_the_dense_fallback():
     nsa.train()
     nsa(torch.randn(1, 6, 32)).sum().backward()  # no layout: dense attention
     assert nsa.gate.weight.grad is not None  # DDP without find_unused_parameters needs a gradient here
+
+
+def test_nsa_gets_one_dtype_when_the_qk_norm_runs_in_fp32(monkeypatch):
+    # CUDA autocast runs LayerNorm (the q/k norm) in fp32 while the projections give bf16; the sparse kernels take a
+    # single dtype, so the module must hand them q, k, v alike (the naive path would hide a mix Triton rejects).
+    import depthtracker.models.attention as attention
+
+    seen = []
+
+    def spy(q, k, v, gates, layout, **kw):
+        seen.append((q.dtype, k.dtype, v.dtype))
+        return torch.zeros_like(q)
+
+    class Fp32Norm(torch.nn.Module):  # what autocast does to LayerNorm on CUDA
+        def __init__(self, norm):
+            super().__init__()
+            self.norm = norm
+
+        def forward(self, t):
+            return self.norm(t).float()
+
+    monkeypatch.setattr(attention, "vision_nsa", spy)
+    nsa, _ = _nsa_and_mha(4)
+    nsa = nsa.to(torch.bfloat16)
+    nsa.q_norm, nsa.k_norm = Fp32Norm(nsa.q_norm), Fp32Norm(nsa.k_norm)
+    tokens, layout = to_tile_order(torch.randn(1, 1, 4, 4, 32, dtype=torch.bfloat16), 2)
+    nsa(tokens, layout)
+    assert seen == [(torch.bfloat16,) * 3]

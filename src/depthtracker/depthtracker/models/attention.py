@@ -104,6 +104,8 @@ class Attention(nn.Module):
         kv = self.kv(x).view(b, n, 2, hk, d)  # (B, N, 2, Hkv, D)
         k = self.k_norm(kv[:, :, 0]).transpose(1, 2)  # (B, Hkv, N, D)
         v = kv[:, :, 1].transpose(1, 2)  # (B, Hkv, N, D)
+        # autocast runs LayerNorm in fp32 while v stays in the autocast dtype: the Triton kernels take one dtype
+        q, k = q.to(v.dtype), k.to(v.dtype)
         if self.gate is not None and layout is not None and n >= cfg.nsa_dense_below:
             gates = torch.sigmoid(self.gate(x)).view(b, n, h, 3).transpose(1, 2)  # (B, H, N, 3)
             o = vision_nsa(q, k, v, gates, layout, n_select=cfg.nsa_n_select, dense_below=cfg.nsa_dense_below,
