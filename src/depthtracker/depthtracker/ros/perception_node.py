@@ -24,7 +24,10 @@ Publications (reliable; headers copied from the input images):
 * ``detections`` (``DetectionArray``): every camera of the set; ``header.stamp`` = the newest image's,
   ``camera_headers`` = every image's header;
 * ``target/measurement`` (``TargetMeasurement``): the single-target candidates of the target's camera;
-* ``/diagnostics``: rates, latency (image stamp to publication, p50/p99), drops, skipped inputs, device, models.
+* ``/diagnostics``: rates, latency (image stamp to publication, p50/p99; meaningful for live cameras whose stamps
+  are wall-clock times, not for replayed bags) and node latency (last image of the set received to publication),
+  drops (``dropped_sets``: sets replaced in the mailbox; images overwritten in a subscription's DDS queue are not
+  seen by the node), skipped inputs, device, models.
 
 Lifecycle (DESIGN.md §1): *configure* loads the checkpoints on the device (CPU fallback when CUDA is absent, logged)
 and creates publishers and subscriptions; *activate* starts processing; *deactivate* stops it; *cleanup* frees the
@@ -76,7 +79,8 @@ class PerceptionNode(LifecycleNode):
         # state first: destroy_node must work even when a bad parameter stops __init__ below
         self.pipeline: PerceptionPipeline | None = None
         self.counts: collections.Counter[str] = collections.Counter()
-        self._latency_ms: collections.deque[float] = collections.deque(maxlen=512)
+        self._latency_ms: collections.deque[float] = collections.deque(maxlen=512)  # image stamp -> published
+        self._node_ms: collections.deque[float] = collections.deque(maxlen=512)  # last image received -> published
         self._proc_ms: collections.deque[float] = collections.deque(maxlen=512)
         self._lock = threading.Lock()  # guards the pipeline (worker) against target requests (executor)
         self._cv = threading.Condition()
@@ -271,7 +275,7 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().warning(f"cam{i}: skipping an unreadable image ({exc}); further ones are counted on "
                                       "/diagnostics", once=True)
             return
-        item = (msg.header, array, msg.encoding, msg)  # msg keeps the zero-copy array's buffer alive
+        item = (msg.header, array, msg.encoding, msg, time.monotonic())  # msg keeps the array's buffer alive
         if self._sync is None:
             self._post((item,))
             return
@@ -321,7 +325,7 @@ class PerceptionNode(LifecycleNode):
 
     def _frames(self, items: list) -> tuple[list[Frame], list[CameraModel], list[Header]] | None:
         frames, cams, headers = [], [], []
-        for i, (hdr, array, encoding, _) in enumerate(items):
+        for i, (hdr, array, encoding, _, _) in enumerate(items):
             cam = self._camera(i)
             if cam is None:
                 self.counts["sets_without_camera_info"] += 1
@@ -356,6 +360,7 @@ class PerceptionNode(LifecycleNode):
         newest = max(f.stamp_ns for f in frames)
         self.counts["sets"] += 1
         self._proc_ms.append(result.timings_ms.get("total", 0.0))
+        self._node_ms.append(1e3 * (time.monotonic() - max(item[4] for item in items)))
         if not self.get_parameter("use_sim_time").value:
             self._latency_ms.append((now - newest) / 1e6)
 
@@ -422,6 +427,8 @@ class PerceptionNode(LifecycleNode):
             "sync_dropped": sum(self._sync.dropped) if getattr(self, "_sync", None) is not None else 0,
             "latency_p50_ms": f"{np.percentile(lat, 50):.1f}" if lat is not None else "nan",
             "latency_p99_ms": f"{np.percentile(lat, 99):.1f}" if lat is not None else "nan",
+            "node_latency_p50_ms": f"{np.percentile(self._node_ms, 50):.1f}" if self._node_ms else "nan",
+            "node_latency_p99_ms": f"{np.percentile(self._node_ms, 99):.1f}" if self._node_ms else "nan",
             "mean_processing_ms": f"{np.mean(self._proc_ms):.1f}" if self._proc_ms else "nan",
             "device": p.device if p is not None else "none",
             "depth_model": p.checkpoints["depth"] if p is not None else "none",
