@@ -43,16 +43,13 @@ import random
 import shutil
 import sys
 import tempfile
-import threading
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from _machine import machine  # bench/ is on sys.path when a script here runs
-from depthtracker.data.synth import SynthConfig, SynthWorld
 from depthtracker.perception import resolve_checkpoint
+from graph_sets import fmt, ping_pong, render_sets, stats_ms  # shared with graph_ros.py, the --path ros half
 
 PRESETS = {  # name -> (cameras, width, height, device)
     "edge-cpu": (1, 320, 240, "cpu"),
@@ -65,34 +62,7 @@ TARGETS = {
                     ("peak camera-frames/s", "peak_camera_fps", ">=", 500.0, "H100")],
 }
 TARGET_RATE_HZ = 30.0  # the rate DESIGN.md states the latency target at
-LOADER_SHORTFALL = 0.95  # a run whose loader sent less than this share of the asked rate is loader-bound
 T0_NS = 1_700_000_000_000_000_000  # first stamp of the in-process path (the synthetic world's)
-
-
-# ---- shared ------------------------------------------------------------------------------------------------------
-def render_sets(cameras: int, width: int, height: int, loop_sets: int, seed: int):
-    """``loop_sets`` rendered sets of the synthetic rig, RGB (H, W, 3) uint8 per camera, and the rig's cameras."""
-    fps = SynthConfig().fps
-    world = SynthWorld(SynthConfig(cameras=cameras, width=width, height=height, seed=seed, seconds=loop_sets / fps))
-    sets = [[f.image for f in world.render(k).frames] for k in range(loop_sets)]
-    return sets, list(world.cameras)
-
-
-def ping_pong(n: int) -> list[int]:
-    """0 .. n-1 .. 1: the play order that loops without a jump."""
-    return list(range(n)) + list(range(n - 2, 0, -1)) if n > 1 else [0]
-
-
-def stats_ms(values: list[float]) -> dict[str, float | int | None]:
-    if not values:
-        return {"n": 0, "p50": None, "p90": None, "p99": None, "max": None, "mean": None}
-    a = np.asarray(values, np.float64)
-    return {"n": int(a.size), "p50": float(np.percentile(a, 50)), "p90": float(np.percentile(a, 90)),
-            "p99": float(np.percentile(a, 99)), "max": float(a.max()), "mean": float(a.mean())}
-
-
-def _f(v: float | None, fmt: str = ".1f") -> str:
-    return "-" if v is None else format(v, fmt)
 
 
 # ---- in-process path -------------------------------------------------------------------------------------------------
@@ -164,255 +134,6 @@ def run_inprocess(args: argparse.Namespace, sets: list, cameras: list) -> dict[s
                         "latency_drop_fraction": 0.0, "latency_note": "per-set wall time, back to back"}}
 
 
-# ---- ROS path ----------------------------------------------------------------------------------------------------
-class Loader:
-    """Publishes pre-built sets at a paced rate and records when ``tracks`` of each stamp come back."""
-
-    def __init__(self, node: Any, images: list[list[Any]], infos: list[Any]) -> None:
-        from depthtracker.ros.qos import camera_qos, output_qos
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import CameraInfo, Image
-
-        from depthtracker_msgs.msg import TrackArray
-
-        n = len(infos)
-        self.node, self.images, self.infos, self.order, self.k = node, images, infos, ping_pong(len(images)), 0
-        cam = camera_qos("reliable")
-        self.img_pubs = [node.create_publisher(Image, f"cam{i}/image_raw", cam) for i in range(n)]
-        self.info_pubs = [node.create_publisher(CameraInfo, f"cam{i}/camera_info", cam) for i in range(n)]
-        self.arrivals: dict[int, int] = {}  # stamp ns -> first arrival, wall ns
-        self.diag: dict[str, tuple[int, dict[str, str]]] = {}  # "perception" | "tracking" -> (arrival ns, values)
-        # deep monitor queue: a busy monitor thread must not lose answers and count them as drops
-        deep = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1000, reliability=ReliabilityPolicy.RELIABLE)
-        node.create_subscription(TrackArray, "tracks", self._on_tracks, deep)
-        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, output_qos(50))
-
-    def _on_tracks(self, msg: Any) -> None:
-        now = time.time_ns()
-        self.arrivals.setdefault(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, now)
-
-    def _on_diag(self, msg: Any) -> None:
-        now = time.time_ns()
-        for st in msg.status:
-            for name in ("perception", "tracking"):
-                if st.name.endswith(f": {name}"):
-                    self.diag[name] = (now, {kv.key: kv.value for kv in st.values})
-
-    def ready(self) -> bool:
-        return all(p.get_subscription_count() for p in self.img_pubs) and self.node.count_publishers("tracks") > 0
-
-    def publish_set(self) -> int:
-        from depthtracker.ros.conversions import stamp_to_msg
-
-        msgs = self.images[self.order[self.k % len(self.order)]]
-        self.k += 1
-        stamp = time.time_ns()
-        t = stamp_to_msg(stamp)
-        for info, img, ipub, pub in zip(self.infos, msgs, self.info_pubs, self.img_pubs):
-            info.header.stamp = t
-            ipub.publish(info)
-            img.header.stamp = t
-            pub.publish(img)
-        return stamp
-
-    def play(self, rate: float, seconds: float, stop: threading.Event) -> tuple[list[int], int, float]:
-        """Publish at ``rate`` sets/s for ``seconds``; returns the stamps sent, publish errors and the send span, s.
-
-        The schedule is absolute (no drift), but a loader late by more than a period restarts it instead of
-        bursting to catch up: the rate it achieves is then lower, and recorded."""
-        period, n = 1.0 / rate, max(1, round(rate * seconds))
-        stamps, errors = [], 0
-        t_next = t_first = time.perf_counter()
-        for _ in range(n):
-            delay = t_next - time.perf_counter()
-            if delay > 0 and stop.wait(delay):
-                break
-            if delay < -period:
-                t_next = time.perf_counter()
-            try:
-                stamps.append(self.publish_set())
-            except Exception:  # noqa: BLE001 - rclpy raises RCLError under load: count it as not sent
-                errors += 1
-            t_next += period
-        return stamps, errors, time.perf_counter() - t_first
-
-
-def _diag_numbers(values: dict[str, str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in values.items():
-        try:
-            out[k] = float(v) if "." in v or v == "nan" else int(v)
-        except ValueError:
-            out[k] = v
-    return out
-
-
-def measure(loader: Loader, rate: float, args: argparse.Namespace, stop: threading.Event, kind: str) -> dict:
-    """One ros2_benchmark run at ``rate``: warm-up (not counted), the counted window, the drain."""
-    loader.arrivals.clear()
-    if args.warmup > 0:
-        loader.play(rate, args.warmup, stop)
-    before = {name: _diag_numbers(v) for name, (_, v) in loader.diag.items()}
-    stamps, errors, span = loader.play(rate, args.duration, stop)
-    last = time.time_ns()
-    end = time.monotonic() + args.drain
-    while time.monotonic() < end and not stop.is_set() and not all(s in loader.arrivals for s in stamps):
-        time.sleep(0.02)
-    end = time.monotonic() + 1.5  # one diagnostics period past the last set, for the cross-check
-    while time.monotonic() < end and not stop.is_set() and any(t < last for t, _ in loader.diag.values()):
-        time.sleep(0.05)
-    after = {name: _diag_numbers(v) for name, (_, v) in loader.diag.items()}
-    lat = [(loader.arrivals[s] - s) / 1e6 for s in stamps if s in loader.arrivals]
-    sent = len(stamps)
-    # sets per second between the first and the last publication (the stamps are the publication times)
-    achieved = (sent - 1) / ((stamps[-1] - stamps[0]) / 1e9) if sent > 1 and stamps[-1] > stamps[0] else rate
-    p, t = after.get("perception", {}), after.get("tracking", {})
-    delta = {k: p.get(k, 0) - before.get("perception", {}).get(k, 0)
-             for k in ("dropped_sets", "sets_processed", "sync_dropped") if isinstance(p.get(k), int)}
-    return {
-        "kind": kind, "requested_hz": rate, "achieved_input_hz": achieved, "sent": sent, "answered": len(lat),
-        "dropped": sent - len(lat), "drop_fraction": (sent - len(lat)) / sent if sent else 1.0,
-        "publish_errors": errors, "output_hz": achieved * len(lat) / sent if sent else 0.0, "span_s": span,
-        "loader_bound": achieved < LOADER_SHORTFALL * rate, "latency_ms": stats_ms(lat),
-        "node_diagnostics": {"perception_delta": delta, "perception": p, "tracking": t},
-    }
-
-
-def peak_search(run, args: argparse.Namespace) -> tuple[dict | None, str, list[dict]]:
-    """Doubling from ``start_rate`` until a run drops more than ``drop_limit``, then bisection; returns the best
-    passing run, what bounded it, and every run."""
-    runs: list[dict] = []
-
-    def ok(r: dict) -> bool:
-        return r["drop_fraction"] <= args.drop_limit
-
-    rate, best, fail = args.start_rate, None, None
-    while True:
-        r = run(rate, "search")
-        runs.append(r)
-        if ok(r):
-            best = r
-            if r["loader_bound"]:
-                return best, "loader", runs
-            if rate * 2 > args.max_rate:
-                return best, "max_rate", runs
-            rate *= 2
-        else:
-            fail = r
-            if best is not None:
-                break
-            if rate / 2 < args.min_rate:
-                return None, "below min_rate", runs
-            rate /= 2
-    for _ in range(args.bisect_steps):
-        mid = 0.5 * (best["requested_hz"] + fail["requested_hz"])
-        r = run(mid, "search")
-        runs.append(r)
-        if ok(r):
-            best = r
-            if r["loader_bound"]:
-                return best, "loader", runs
-        else:
-            fail = r
-    return best, "graph", runs
-
-
-def run_ros(args: argparse.Namespace, sets: list, cameras: list, workdir: Path) -> dict[str, Any]:
-    """Start the graph, play the sets into it, search the peak and measure latency at ``args.rate``."""
-    env = {"ROS_DOMAIN_ID": str(args.domain_id), "ROS_LOG_DIR": str(workdir / "ros_log"),
-           "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
-    os.environ.update(env)  # before rclpy starts: the loader node in this process uses the same settings
-    from depthtracker.data.extrinsics import write_rig_file
-    from depthtracker.ros.conversions import camera_info_msg, image_msg
-    from depthtracker.ros.launch_plan import GraphSpec, LaunchPlan
-    from depthtracker.ros.launcher import run_graph
-    from depthtracker.ros.runtime import standalone_node
-
-    rig = write_rig_file(workdir / "rig.yaml", cameras)
-    params = [f"perception:cameras={len(cameras)}", "perception:reliability=reliable", f"perception:extrinsics={rig}",
-              f"perception:depth_checkpoint={args.depth_checkpoint}",
-              f"perception:detector_checkpoint={args.detector_checkpoint}"]
-    plan = LaunchPlan(GraphSpec(enable_ingest=False, device=args.device, respawn=False), set_params=tuple(params))
-    log_lines: deque[str] = deque(maxlen=200)
-    log_file = (workdir / "graph.log").open("w")
-
-    def log(line: str) -> None:
-        log_lines.append(line)
-        log_file.write(line + "\n")
-
-    stop = threading.Event()
-    status: list[int] = []
-    graph = threading.Thread(target=lambda: status.append(run_graph(plan, log=log, stop=stop,
-                                                                    env={**os.environ, **env})), daemon=True)
-    # Images converted once; each publication only restamps them. Poses come from the rig file, not from P.
-    images = [[image_msg(im, "rgb8", 0, c.frame_id) for im, c in zip(s, cameras)] for s in sets]
-    infos = [camera_info_msg(c, 0) for c in cameras]
-
-    def failed(what: str) -> RuntimeError:
-        return RuntimeError(f"{what}; graph log ({workdir / 'graph.log'}), last lines:\n" + "\n".join(log_lines))
-
-    graph.start()
-    try:
-        with standalone_node("graph_bench_loader", stop) as (node, executor):
-            loader = Loader(node, images, infos)
-
-            def spin() -> None:  # the monitor's callbacks run here; the main thread only publishes
-                while not stop.is_set():
-                    executor.spin_once(timeout_sec=0.05)
-
-            spinner = threading.Thread(target=spin, name="monitor", daemon=True)
-            spinner.start()
-            t0 = time.monotonic()
-            while not loader.ready():  # the perception node subscribes once its models are loaded
-                if not graph.is_alive() or stop.is_set() or time.monotonic() - t0 > args.startup_timeout:
-                    raise failed("the graph did not come up")
-                time.sleep(0.1)
-            while not loader.arrivals:  # the first set answered: models warm, every connection made
-                if not graph.is_alive() or stop.is_set() or time.monotonic() - t0 > args.startup_timeout:
-                    raise failed("no tracks came back")
-                loader.publish_set()
-                time.sleep(0.5)
-            startup_s = time.monotonic() - t0
-
-            def run(rate: float, kind: str) -> dict:
-                r = measure(loader, rate, args, stop, kind)
-                if not graph.is_alive() or stop.is_set():
-                    raise failed("the graph stopped during a run")
-                print(f"  {kind:8s} {rate:8.2f} Hz: sent {r['sent']}, dropped {r['drop_fraction']:.1%}, "
-                      f"latency p50 {_f(r['latency_ms']['p50'])} ms p99 {_f(r['latency_ms']['p99'])} ms",
-                      file=sys.stderr, flush=True)
-                return r
-
-            best, bound, runs = (None, "not searched", []) if args.no_peak else peak_search(run, args)
-            fixed = run(args.rate, "latency")
-            runs.append(fixed)
-            stop.set()
-            spinner.join(timeout=5.0)
-    finally:
-        stop.set()
-        graph.join(timeout=60.0)
-        log_file.close()
-    device = fixed["node_diagnostics"]["perception"].get("device", args.device)
-    n = len(cameras)
-    sustained = fixed["drop_fraction"] <= args.drop_limit
-    summary = {
-        "peak_sets_per_s": best["achieved_input_hz"] if best else None,
-        "peak_camera_fps": best["achieved_input_hz"] * n if best else None, "peak_bound": bound,
-        "latency_rate_hz": args.rate, "latency_p50_ms": fixed["latency_ms"]["p50"],
-        "latency_p99_ms": fixed["latency_ms"]["p99"], "latency_drop_fraction": fixed["drop_fraction"],
-        "latency_sustained": sustained,
-        "latency_note": "arrival of tracks - image stamp" + ("" if sustained else
-                                                             f"; {args.rate:g} Hz NOT sustained (drops above "
-                                                             f"{args.drop_limit:.0%})"),
-        "latency_at_peak": ({"rate_hz": best["requested_hz"], **best["latency_ms"],
-                             "drop_fraction": best["drop_fraction"]} if best and not sustained else None),
-    }
-    return {"device": device, "checkpoints": {"depth": args.depth_checkpoint, "detector": args.detector_checkpoint},
-            "startup_s": startup_s, "graph_status": status[0] if status else None, "runs": runs, "summary": summary,
-            "environment": env, "graph_argv": [list(c.argv) for c in plan.children(workdir)]}
-
-
 # ---- report ------------------------------------------------------------------------------------------------------
 def verdicts(args: argparse.Namespace, summary: dict, device: str) -> list[dict]:
     out = []
@@ -455,7 +176,7 @@ def print_report(report: dict) -> None:
         rows = [("per set (total)", r["per_set_ms"]), ("  tracking", r["tracking_ms"])]
         rows += [(f"  {n} (model)", v) for n, v in r["stage_ms"].items()]
         for name, v in rows:
-            print(f"{name:22s}" + "".join(f"{_f(v[q], '.2f'):>9s}" for q in ("p50", "p90", "p99", "max")))
+            print(f"{name:22s}" + "".join(f"{fmt(v[q], '.2f'):>9s}" for q in ("p50", "p90", "p99", "max")))
     else:
         print(f"startup (models loaded, first tracks back): {report['startup_s']:.1f} s; each run: "
               f"{st['warmup_s']:g} s warm-up + {st['duration_s']:g} s counted + up to {st['drain_s']:g} s drain")
@@ -465,7 +186,7 @@ def print_report(report: dict) -> None:
             lat, nd = r["latency_ms"], r["node_diagnostics"]["perception_delta"].get("dropped_sets", "-")
             print(f"{r['kind']:9s}{r['requested_hz']:9.2f}{r['achieved_input_hz']:9.2f}{r['sent']:6d}"
                   f"{r['drop_fraction']:7.1%}{r['output_hz']:8.2f}" + "".join(
-                      f"{_f(lat[q]):>8s}" for q in ("p50", "p90", "p99", "max")) + f"{nd!s:>10s}"
+                      f"{fmt(lat[q]):>8s}" for q in ("p50", "p90", "p99", "max")) + f"{nd!s:>10s}"
                   + ("  loader-bound" if r["loader_bound"] else ""))
     n = st["cameras"]
     peak = s["peak_sets_per_s"]
@@ -474,17 +195,17 @@ def print_report(report: dict) -> None:
     elif st["no_peak"]:
         print("peak: not searched (--no-peak)")
     else:
-        print(f"peak: {_f(peak, '.2f')} sets/s = {_f(peak * n if peak else None, '.1f')} camera-frames/s "
+        print(f"peak: {fmt(peak, '.2f')} sets/s = {fmt(peak * n if peak else None, '.1f')} camera-frames/s "
               f"(bound: {s['peak_bound']}; highest input rate with <= {st['drop_limit']:.0%} dropped)")
     rate = f" at {s['latency_rate_hz']:g} Hz" if s["latency_rate_hz"] else ""
-    print(f"latency{rate}: p50 {_f(s['latency_p50_ms'], '.2f')} ms, p99 {_f(s['latency_p99_ms'], '.2f')} ms "
+    print(f"latency{rate}: p50 {fmt(s['latency_p50_ms'], '.2f')} ms, p99 {fmt(s['latency_p99_ms'], '.2f')} ms "
           f"({s['latency_note']}; dropped {s['latency_drop_fraction']:.1%})")
     if s.get("latency_at_peak"):
         a = s["latency_at_peak"]
-        print(f"latency at the peak rate {a['rate_hz']:.2f} Hz: p50 {_f(a['p50'], '.2f')} ms, p99 "
-              f"{_f(a['p99'], '.2f')} ms (dropped {a['drop_fraction']:.1%})")
+        print(f"latency at the peak rate {a['rate_hz']:.2f} Hz: p50 {fmt(a['p50'], '.2f')} ms, p99 "
+              f"{fmt(a['p99'], '.2f')} ms (dropped {a['drop_fraction']:.1%})")
     for t in report["targets"]:
-        print(f"target {t['what']}: {_f(t['value'], '.2f')} (target {t['op']} {t['target']:g}) {t['verdict']}"
+        print(f"target {t['what']}: {fmt(t['value'], '.2f')} (target {t['op']} {t['target']:g}) {t['verdict']}"
               f"  [{'; '.join(t['notes'])}]")
     if not report["targets"]:
         print("target: none stated in DESIGN.md for this rig size")
@@ -559,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.path == "inprocess":
         result = run_inprocess(args, sets, cameras)
     else:
+        from graph_ros import run_ros  # imported here: the in-process path must not need it
+
         workdir = Path(tempfile.mkdtemp(prefix="graph-bench-"))
         try:
             result = run_ros(args, sets, cameras, workdir)

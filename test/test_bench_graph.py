@@ -1,4 +1,5 @@
-"""bench/graph.py (camera -> /tracks benchmark): its report's structure, the peak search, and a short ROS run.
+"""bench/graph.py (camera -> /tracks benchmark; its ROS path in bench/graph_ros.py, what both paths share in
+bench/graph_sets.py): its report's structure, the peak search, and a short ROS run.
 
 No timing is asserted here (timings live in bench/); these check that the benchmark runs, counts what it sent
 and what came back, and writes every field the results page reads.
@@ -18,13 +19,27 @@ SCRIPT = REPO / "bench" / "graph.py"
 SMALL = ["--cameras", "1", "--width", "64", "--height", "48", "--depth-checkpoint", "none", "--device", "cpu"]
 
 
-@pytest.fixture
-def graph_module(monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # the script imports bench/_machine.py as a sibling
-    spec = importlib.util.spec_from_file_location("bench_graph", SCRIPT)
+def _load(monkeypatch, name):
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # the scripts import their siblings (bench/_machine.py, ...)
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", SCRIPT.parent / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def graph_module(monkeypatch):
+    return _load(monkeypatch, "graph")
+
+
+@pytest.fixture
+def graph_ros(monkeypatch):
+    return _load(monkeypatch, "graph_ros")
+
+
+@pytest.fixture
+def graph_sets(monkeypatch):
+    return _load(monkeypatch, "graph_sets")
 
 
 # Runs the script as __main__, then fails when rclpy was imported: the in-process path must run without ROS wheels.
@@ -76,7 +91,7 @@ def test_inprocess_report(tmp_path):
     assert "per set (total)" in text and "no ROS transport" in text
 
 
-def test_peak_search_doubles_then_bisects(graph_module):
+def test_peak_search_doubles_then_bisects(graph_module, graph_ros):
     """A fake graph that keeps up to 37 sets/s: 5, 10, 20, 40 (fails), then 30, 35, 37.5 (fails)."""
     asked = []
 
@@ -86,26 +101,26 @@ def test_peak_search_doubles_then_bisects(graph_module):
                 "loader_bound": False}
 
     args = graph_module.parse_args(["--path", "inprocess", *SMALL, "--start-rate", "5", "--bisect-steps", "3"])
-    best, bound, runs = graph_module.peak_search(run, args)
+    best, bound, runs = graph_ros.peak_search(run, args)
     assert asked == [5, 10, 20, 40, 30, 35, 37.5]
     assert best["requested_hz"] == 35 and bound == "graph" and len(runs) == 7
 
 
-def test_peak_search_goes_down_and_stops_at_the_loader(graph_module):
+def test_peak_search_goes_down_and_stops_at_the_loader(graph_module, graph_ros):
     args = graph_module.parse_args(["--path", "inprocess", *SMALL, "--start-rate", "8", "--min-rate", "1"])
-    slow = graph_module.peak_search(lambda r, k: {"requested_hz": r, "drop_fraction": 0.0 if r <= 2 else 1.0,
+    slow = graph_ros.peak_search(lambda r, k: {"requested_hz": r, "drop_fraction": 0.0 if r <= 2 else 1.0,
                                                   "loader_bound": False}, args)
     assert [r["requested_hz"] for r in slow[2]][:3] == [8, 4, 2] and slow[1] == "graph"
-    never = graph_module.peak_search(lambda r, k: {"requested_hz": r, "drop_fraction": 1.0}, args)
+    never = graph_ros.peak_search(lambda r, k: {"requested_hz": r, "drop_fraction": 1.0}, args)
     assert never[0] is None and never[1] == "below min_rate"
-    bound = graph_module.peak_search(lambda r, k: {"requested_hz": r, "drop_fraction": 0.0,
+    bound = graph_ros.peak_search(lambda r, k: {"requested_hz": r, "drop_fraction": 0.0,
                                                    "loader_bound": r >= 16}, args)
     assert bound[0]["requested_hz"] == 16 and bound[1] == "loader"
 
 
-def test_ping_pong_loops_without_a_jump(graph_module):
-    assert graph_module.ping_pong(4) == [0, 1, 2, 3, 2, 1]
-    assert graph_module.ping_pong(1) == [0]
+def test_ping_pong_loops_without_a_jump(graph_sets):
+    assert graph_sets.ping_pong(4) == [0, 1, 2, 3, 2, 1]
+    assert graph_sets.ping_pong(1) == [0]
 
 
 @requires_ros
