@@ -59,6 +59,7 @@ class PerceptionConfig:
     max_candidates: int = 5  # single-target candidates per image, >= 1
     target_match_s: float = 0.5  # a target request takes its template from a buffered image this close in time, s
     image_buffer: int = 16  # images kept per camera for target requests that refer to a past image, >= 1
+    cpu_threads: int = 0  # torch threads on the CPU; 0 = one core fewer than the machine has (1..8), >= 0
 
     def __post_init__(self) -> None:
         for name in ("depth_checkpoint", "detector_checkpoint", "device"):
@@ -71,7 +72,8 @@ class PerceptionConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
                 raise ValueError(f"PerceptionConfig.{name} must be a number in [{lo}, {hi}], got {v!r}")
-        for name, lo, hi in (("max_detections", 1, 10000), ("max_candidates", 1, 1000), ("image_buffer", 1, 1000)):
+        for name, lo, hi in (("max_detections", 1, 10000), ("max_candidates", 1, 1000), ("image_buffer", 1, 1000),
+                             ("cpu_threads", 0, 256)):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"PerceptionConfig.{name} must be an integer in [{lo}, {hi}], got {v!r}")
@@ -170,6 +172,14 @@ class PerceptionPipeline:
                     target_config: TargetTrackerConfig | None = None) -> PerceptionPipeline:
         """Load the configured checkpoints on the configured device (errors name the checkpoint or device)."""
         dev = _device(config.device)
+        if dev == "cpu":
+            import os
+
+            import torch
+
+            # The nodes of a graph share the cores: OpenMP threads spinning against the other processes cost more
+            # than they give (measured on 2 cores: 54 ms p50 with 1 thread against 79 ms with 2, bench/graph.py).
+            torch.set_num_threads(config.cpu_threads or max(1, min(8, (os.cpu_count() or 2) - 1)))
         depth = detector = None
         depth_path = resolve_checkpoint(config.depth_checkpoint, "depth")
         if depth_path is not None:
