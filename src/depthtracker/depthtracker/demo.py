@@ -131,8 +131,14 @@ def run_demo(
                                                           ("detector_checkpoint", detector_checkpoint)) if v)
         log(f"demo: perception + tracking nodes, bag played at {rate:.3f}x, target: "
             f"{'none' if plan is None else f'camera {plan.camera_id} object {plan.object_id}'}")
-        outputs = collect_graph_outputs(bag, plan, GraphEvalConfig(rate=rate, device=device, set_params=params),
-                                        log=lambda s: None, env=env)
+        import collections
+
+        tail: collections.deque[str] = collections.deque(maxlen=40)  # the graph's output, shown if it fails
+        try:
+            outputs = collect_graph_outputs(bag, plan, GraphEvalConfig(rate=rate, device=device, set_params=params),
+                                            log=tail.append, env=env)
+        except (TimeoutError, RuntimeError) as exc:
+            raise RuntimeError(f"{exc}; the graph's last lines:\n" + "\n".join(tail)) from exc
     else:
         from depthtracker.eval.replay import run_in_process
 

@@ -133,6 +133,9 @@ def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, 
     from depthtracker.ros.runtime import standalone_node
     from depthtracker_msgs.msg import TargetRequest
 
+    # This process's own node must use the transport the launcher gives the nodes (Fast DDS's large-data
+    # transport): with different builtin transports the two sides may never discover each other.
+    os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
     with BagReader(bag) as reader:
         cameras, n_sets, last_stamp = reader.cameras, reader.num_sets, 0
         for s in reader.samples():
