@@ -93,10 +93,15 @@ def test_graph_agrees_with_in_process(make_synth_bag, depth_checkpoint, ros_env,
 def test_demo_through_the_graph(make_synth_bag, depth_checkpoint, ros_env, tmp_path, monkeypatch):
     from depthtracker.demo import run_demo
 
-    for k, v in ros_env.items():
+    # As under `make demo`: no transport or discovery settings in the environment; the launcher gives the nodes
+    # the large-data transport, and this process's own node must follow it or never discover them.
+    env = {k: v for k, v in ros_env.items() if k not in ("FASTDDS_BUILTIN_TRANSPORTS", "ROS_AUTOMATIC_DISCOVERY_RANGE")}
+    for k in ("FASTDDS_BUILTIN_TRANSPORTS", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
+        monkeypatch.delenv(k, raising=False)
+    for k, v in env.items():
         monkeypatch.setenv(k, v)
     res = run_demo(tmp_path / "demo", config=WORLD, log=lambda s: None, path="graph", rate=0.5,
-                   depth_checkpoint=str(depth_checkpoint), device="cpu", env=ros_env)
+                   depth_checkpoint=str(depth_checkpoint), device="cpu", env=env)
     report = json.loads(res.report.read_text())
     assert report["path"]["path"] == "ros-graph" and report["coverage"]["sets_answered"] == 10
     assert report["sot"]["answered"] == report["sot"]["frames"] - 1 and res.annotated.is_dir()
