@@ -58,7 +58,7 @@ import torch
 from attention_ablation_report import NOTE, aggregate, write_markdown, write_plot  # bench/ on sys.path
 from depthtracker.data.bags import BagReader
 from depthtracker.data.crops import resize_camera
-from depthtracker.eval.depthtrack import DepthTrackEvalConfig, _runs
+from depthtracker.eval.depthtrack import DepthTrackEvalConfig, add_visible, longest_runs
 from depthtracker.eval.hsvdet import machine_info
 from depthtracker.eval.metrics import depth_metrics, sot_metrics
 from depthtracker.kernels.nsa import TileLayout
@@ -205,14 +205,8 @@ def score(bag: Path, predictors: dict[str, DepthTrackPredictor], cfg: DepthTrack
                 for dm, gt in zip(pred.predict_depth([f.image for f in s.frames], cams, s.stamp_ns), s.depths):
                     if gt is not None and np.isfinite(gt.depth).any():
                         depth_rows[name].append(depth_metrics(dm.depth, gt.depth))
-            for k, ann in enumerate(s.annotations):  # the eval command's track selection (eval/depthtrack.py)
-                if ann is None:
-                    continue
-                wh = ann.boxes[:, 2:] - ann.boxes[:, :2]
-                keep = (ann.visibility >= cfg.min_visibility) & (wh.min(1) >= cfg.min_box_px)
-                for oid, box in zip(ann.ids[keep], ann.boxes[keep]):
-                    tracks.setdefault((k, int(oid)), {})[i] = box
-        runs = _runs(tracks, cfg)
+            add_visible(tracks, i, s.annotations, cfg)  # the eval command's track selection (eval/depthtrack.py)
+        runs = longest_runs(tracks, cfg)
         need = {(r["camera"], i) for r in runs for i in r["sets"]}
         frames: dict[tuple[int, int], np.ndarray] = {}
         for i, s in enumerate(reader.samples() if need else ()):

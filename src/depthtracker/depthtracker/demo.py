@@ -231,10 +231,10 @@ def _plots(out: Path, bag: Path, outputs: GraphOutputs, plan: TargetPlan | None)
 
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.5))
     if plan is not None:
-        from depthtracker.eval.depthtrack import _ious
+        from depthtracker.eval.depthtrack import box_ious
 
         pred = np.stack([outputs.target.get(s, plan.start_box) for s in plan.stamps])
-        a.plot(range(len(plan.stamps)), _ious(pred, plan.boxes), marker="o")
+        a.plot(range(len(plan.stamps)), box_ious(pred, plan.boxes), marker="o")
         a.set_ylim(0, 1.05)
     a.set(title="single target: IoU with ground truth", xlabel="frame of the run", ylabel="IoU")
     rel: dict[int, list[float]] = {}

@@ -35,7 +35,8 @@ from depthtracker.data.bags import BagReader
 from depthtracker.eval.baselines import CV_TRACKERS, SGBMConfig, cv_tracker_available, run_cv_tracker, sgbm_depth
 from depthtracker.eval.metrics import depth_metrics, sot_metrics
 
-__all__ = ["DepthTrackEvalConfig", "evaluate_depthtrack", "DEPTH_KEYS", "SOT_KEYS"]
+__all__ = ["DepthTrackEvalConfig", "evaluate_depthtrack", "add_visible", "longest_runs", "box_ious", "DEPTH_KEYS",
+           "SOT_KEYS"]
 
 DEPTH_KEYS = ("abs_rel", "rmse", "delta1", "mae", "psnr")
 SOT_KEYS = ("success_auc", "precision_20px", "mean_iou")
@@ -71,7 +72,21 @@ def _nan_metrics(keys: tuple[str, ...], reason: str) -> dict[str, Any]:
     return {**dict.fromkeys(keys, math.nan), "skipped": reason}
 
 
-def _runs(tracks: dict[tuple[int, int], dict[int, np.ndarray]], cfg: DepthTrackEvalConfig) -> list[dict[str, Any]]:
+def add_visible(tracks: dict[tuple[int, int], dict[int, np.ndarray]], index: int, annotations: list[Any],
+                cfg: DepthTrackEvalConfig) -> None:
+    """Record in ``tracks[(camera position, object id)][index]`` the box of every object of set ``index`` that is
+    visible enough to join a tracking run (visibility >= ``min_visibility``, both sides >= ``min_box_px``)."""
+    for k, ann in enumerate(annotations):
+        if ann is None:
+            continue
+        wh = ann.boxes[:, 2:] - ann.boxes[:, :2]
+        keep = (ann.visibility >= cfg.min_visibility) & (wh.min(1) >= cfg.min_box_px)
+        for oid, box in zip(ann.ids[keep], ann.boxes[keep]):
+            tracks.setdefault((k, int(oid)), {})[index] = box
+
+
+def longest_runs(tracks: dict[tuple[int, int], dict[int, np.ndarray]],
+                 cfg: DepthTrackEvalConfig) -> list[dict[str, Any]]:
     """Longest consecutive run per (camera, id), the ``max_sequences`` longest of at least ``min_frames``."""
     runs = []
     for (cam, oid), frames in tracks.items():
@@ -134,14 +149,8 @@ def evaluate_depthtrack(bag: str | os.PathLike[str], checkpoint: str | os.PathLi
                     example = (left, gt, maps[pos[pair[0]]].depth, sd)
             elif example is None and s.depths[0] is not None:
                 example = (s.frames[0].image, s.depths[0].depth, maps[0].depth, None)
-            for k, ann in enumerate(s.annotations):
-                if ann is None:
-                    continue
-                wh = ann.boxes[:, 2:] - ann.boxes[:, :2]
-                keep = (ann.visibility >= cfg.min_visibility) & (wh.min(1) >= cfg.min_box_px)
-                for oid, box in zip(ann.ids[keep], ann.boxes[keep]):
-                    tracks.setdefault((k, int(oid)), {})[i] = box
-        runs = _runs(tracks, cfg)
+            add_visible(tracks, i, s.annotations, cfg)
+        runs = longest_runs(tracks, cfg)
         need = {(r["camera"], i) for r in runs for i in r["sets"]}
         frames: dict[tuple[int, int], np.ndarray] = {}
         if need:
@@ -163,7 +172,7 @@ def evaluate_depthtrack(bag: str | os.PathLike[str], checkpoint: str | os.PathLi
                 results[kind] = run_cv_tracker(kind, seq, gt[0])
         for name, boxes in results.items():
             sot_rows[name].append(sot_metrics(boxes[1:], gt[1:]))
-            curves[name].append(_ious(boxes[1:], gt[1:]))
+            curves[name].append(box_ious(boxes[1:], gt[1:]))
     no_seq = "no tracking sequence in the bag"
     report: dict[str, Any] = {
         "depth": _mean(depth_rows) if depth_rows else _nan_metrics(DEPTH_KEYS, "no depth ground truth"),
@@ -197,7 +206,7 @@ def _middlebury(pred: Any) -> dict[str, Any]:
         return {"skipped": str(exc)}
 
 
-def _ious(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
+def box_ious(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:
     lt, rb = np.maximum(pred[:, :2], gt[:, :2]), np.minimum(pred[:, 2:], gt[:, 2:])
     inter = np.clip(rb - lt, 0, None).prod(1)
     union = (pred[:, 2:] - pred[:, :2]).prod(1) + (gt[:, 2:] - gt[:, :2]).prod(1) - inter
