@@ -105,3 +105,16 @@ def test_demo_through_the_graph(make_synth_bag, depth_checkpoint, ros_env, tmp_p
     report = json.loads(res.report.read_text())
     assert report["path"]["path"] == "ros-graph" and report["coverage"]["sets_answered"] == 10
     assert report["sot"]["answered"] == report["sot"]["frames"] - 1 and res.annotated.is_dir()
+
+
+def test_without_the_tracking_model_no_target_is_scored(make_synth_bag):
+    from depthtracker.eval.replay import plan_target, run_in_process, score_outputs
+    from depthtracker.perception import PerceptionConfig, PerceptionPipeline
+
+    bag = make_synth_bag(WORLD)
+    plan = plan_target(bag)
+    pipe = PerceptionPipeline.from_config(PerceptionConfig(depth_checkpoint="none", device="cpu"))
+    out = run_in_process(bag, pipe, plan)
+    assert out.target == {} and not out.depths and out.detections
+    rep = score_outputs(bag, out, None)
+    assert "skipped" in rep["sot"] and "skipped" in rep["depth"] and rep["det"]["map50"] > 0

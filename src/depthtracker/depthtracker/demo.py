@@ -118,7 +118,8 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     bag = ensure_world(out, seconds, storage, config, log)
     replay = ReplayConfig()
-    plan = plan_target(bag, replay)
+    # the single target needs the tracking model (DepthTrack): without it no target is set, and none is scored
+    plan = plan_target(bag, replay) if depth_checkpoint.strip().lower() != "none" else None
     if path == "graph":
         try:
             from depthtracker.ros.eval_graph import GraphEvalConfig, collect_graph_outputs

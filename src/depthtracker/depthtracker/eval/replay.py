@@ -143,6 +143,8 @@ def run_in_process(bag: str | os.PathLike[str], pipeline: PerceptionPipeline, pl
     out = GraphOutputs()
     trackers: dict[int, MultiObjectTracker] = {}
     target = TargetTracker(target_config or pipeline.target_config)
+    if pipeline.depth is None:
+        plan = None  # no tracking model: the target is not followed (score_outputs then says so)
     if plan is not None:
         pipeline.set_target(plan.camera_id, plan.start_box, plan.start_stamp_ns)
         target.initialize(plan.start_box, plan.start_stamp_ns, plan.camera_id)

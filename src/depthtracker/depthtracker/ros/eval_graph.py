@@ -219,7 +219,8 @@ def evaluate_graph(bag: str | os.PathLike[str], out_dir: str | os.PathLike[str],
         raise ValueError("evaluation through the graph plays the whole bag: ReplayConfig.max_sets must be 0")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    plan = plan_target(bag, rcfg)
+    depth_off = any(p.replace(" ", "").lower() == "perception:depth_checkpoint=none" for p in cfg.set_params)
+    plan = None if depth_off else plan_target(bag, rcfg)  # no tracking model, no target to follow
     outputs = collect_graph_outputs(bag, plan, cfg, log, env)
     report = score_outputs(bag, outputs, plan, rcfg)
     if compare:
