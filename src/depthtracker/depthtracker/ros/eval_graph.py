@@ -36,7 +36,7 @@ import numpy as np
 
 from depthtracker.data.bags import BagReader
 from depthtracker.eval.replay import GraphOutputs, ReplayConfig, TargetPlan, plan_target, report_lines, score_outputs
-from depthtracker.types import Detections, TrackState
+from depthtracker.types import TrackState
 
 __all__ = ["GraphEvalConfig", "evaluate_graph", "collect_graph_outputs"]
 
@@ -250,8 +250,6 @@ def evaluate_graph(bag: str | os.PathLike[str], out_dir: str | os.PathLike[str],
 def _jsonable(v: Any) -> Any:
     if isinstance(v, (np.floating, np.integer)):
         return v.item()
-    if isinstance(v, Detections):
-        return None
     raise TypeError(f"not JSON: {type(v).__name__}")
 
 
