@@ -46,3 +46,16 @@ def make_synth_bag(tmp_path_factory: pytest.TempPathFactory):
         return made[key]
 
     return make
+
+
+@pytest.fixture(scope="session")
+def depth_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DepthTrack ``edge`` checkpoint with seeded, untrained weights: for tests of plumbing (nodes, evaluation,
+    demo), never of accuracy (the shipped ``models/depthtrack-edge`` is measured by ``depthtracker eval``)."""
+    import torch
+    from depthtracker.models.depthtrack import DepthTrack, DepthTrackConfig
+    from depthtracker.train.checkpoints import save_checkpoint
+
+    torch.manual_seed(0)
+    model = DepthTrack(DepthTrackConfig.from_preset("edge"))
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "depthtrack-test", model, model.config.to_dict())

@@ -81,17 +81,6 @@ def test_synth_config_file_unknown_key(tmp_path, capsys):
     assert "unknown key(s) ['cameraz']" in err and str(cfg) in err
 
 
-@pytest.fixture(scope="module")
-def depth_checkpoint(tmp_path_factory):
-    import torch
-    from depthtracker.models.depthtrack import DepthTrack, DepthTrackConfig
-    from depthtracker.train.checkpoints import save_checkpoint
-
-    torch.manual_seed(0)  # untrained weights: the demo's plumbing is under test here, not the model
-    model = DepthTrack(DepthTrackConfig.from_preset("edge"))
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "depthtrack-test", model, model.config.to_dict())
-
-
 def test_demo_writes_report_video_sheet_and_annotated_bag(tmp_path, depth_checkpoint):
     from depthtracker.demo import run_demo
 

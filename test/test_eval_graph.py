@@ -15,17 +15,6 @@ from helpers import requires_ros
 WORLD = SynthConfig(cameras=2, width=160, height=120, fps=5.0, seconds=2.0, seed=5)
 
 
-@pytest.fixture(scope="module")
-def depth_checkpoint(tmp_path_factory):
-    import torch
-    from depthtracker.models.depthtrack import DepthTrack, DepthTrackConfig
-    from depthtracker.train.checkpoints import save_checkpoint
-
-    torch.manual_seed(0)
-    model = DepthTrack(DepthTrackConfig.from_preset("edge"))
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "depthtrack-test", model, model.config.to_dict())
-
-
 def test_plan_and_scoring_in_process(make_synth_bag, depth_checkpoint):
     from depthtracker.eval.replay import plan_target, run_in_process, score_outputs
     from depthtracker.perception import PerceptionConfig, PerceptionPipeline

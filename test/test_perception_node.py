@@ -18,17 +18,6 @@ from helpers import requires_ros
 PEER = str(Path(__file__).with_name("perception_peer.py"))
 
 
-@pytest.fixture(scope="module")
-def depth_checkpoint(tmp_path_factory):
-    import torch
-    from depthtracker.models.depthtrack import DepthTrack, DepthTrackConfig
-    from depthtracker.train.checkpoints import save_checkpoint
-
-    torch.manual_seed(0)
-    model = DepthTrack(DepthTrackConfig.from_preset("edge"))
-    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "depthtrack-test", model, model.config.to_dict())
-
-
 def run_node_and_peer(ros_env, tmp_path, params, seconds=90.0, reliability="best_effort"):
     args = [sys.executable, "-m", "depthtracker.ros.perception_node", "--ros-args", "-p", "cameras:=2",
             "-p", "device:=cpu", "-p", "diagnostics_period_s:=0.3", "-p", "extrinsics:=camera_info"]
