@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from depthtracker.configio import load_yaml
 from depthtracker.geometry.rotations import matrix_to_quaternion, quaternion_to_matrix
 from depthtracker.types import CameraModel
 
@@ -36,13 +37,8 @@ __all__ = ["load_rig_file", "rig_file_text", "write_rig_file", "poses_for", "ste
 def load_rig_file(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """frame_id -> (4, 4) ``T_world_cam`` from a rig YAML file (``ValueError`` naming the file and the entry)."""
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text())
-    except OSError as exc:
-        raise ValueError(f"cannot read the rig file {p}: {exc.strerror or exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ValueError(f"rig file {p} is not valid YAML: {exc}") from exc
-    if not isinstance(data, dict) or not data:
+    data = load_yaml(p)  # ValueError naming the file when unreadable, not YAML, or not a mapping
+    if not data:
         raise ValueError(f"rig file {p} must map frame ids to {{translation: [x, y, z], rotation: [qx, qy, qz, qw]}}")
     out = {}
     for frame, entry in data.items():

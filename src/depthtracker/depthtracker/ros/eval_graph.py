@@ -35,7 +35,9 @@ from typing import Any
 import numpy as np
 
 from depthtracker.data.bags import BagReader
+from depthtracker.data.images import image_to_array
 from depthtracker.eval.replay import GraphOutputs, ReplayConfig, TargetPlan, plan_target, report_lines, score_outputs
+from depthtracker.ros.conversions import detections_from_msgs, stamp_from_msg
 from depthtracker.types import TrackState
 
 __all__ = ["GraphEvalConfig", "evaluate_graph", "collect_graph_outputs"]
@@ -79,17 +81,12 @@ class _Collector:
         node.create_subscription(TrackArray, "tracks", self._on_tracks, qos)
 
     def _on_depth(self, msg: Any) -> None:
-        from depthtracker.data.images import image_to_array
-        from depthtracker.ros.conversions import stamp_from_msg
-
         cam = self.cams.get(msg.header.frame_id)
         if cam is not None:
             with self.lock:
                 self.out.depths[(stamp_from_msg(msg.header.stamp), cam)] = image_to_array(msg).copy()
 
     def _on_detections(self, msg: Any) -> None:
-        from depthtracker.ros.conversions import detections_from_msgs, stamp_from_msg
-
         by_cam: dict[int, list] = {}
         for d in msg.detections:
             by_cam.setdefault(int(d.camera_id), []).append(d)
@@ -102,8 +99,6 @@ class _Collector:
                 self.out.detections[(stamp, cam)] = detections_from_msgs(by_cam.get(cam, []), cam, stamp)
 
     def _on_tracks(self, msg: Any) -> None:
-        from depthtracker.ros.conversions import stamp_from_msg
-
         stamp = stamp_from_msg(msg.header.stamp)
         per_cam: dict[int, list] = {}
         with self.lock:
