@@ -110,8 +110,10 @@ class TrackerConfig:
 class TargetTrackerConfig:
     """``TargetTracker``: SAMURAI-style motion-aware selection, update gates, occlusion and recovery."""
 
-    kf_score_weight: float = 0.15  # selection score = w x IoU(Kalman box, candidate) + (1 - w) x model score
-    stable_frames: int = 15  # consecutive motion-consistent frames before the Kalman term joins the selection
+    # SAMURAI's 0.15 / 15 frames let a near-identical neighbour win the first frames on model score alone; chosen on
+    # validation seeds 100-104 (40 sequences, DepthTrack edge): AUC 0.793 (0.15 / 15) -> 0.817 (0.3 / 0, same at 0.5)
+    kf_score_weight: float = 0.3  # selection score = w x IoU(Kalman box, candidate) + (1 - w) x model score
+    stable_frames: int = 0  # consecutive motion-consistent frames before the Kalman term joins the selection
     stable_iou: float = 0.3  # a selected candidate is motion-consistent when its IoU with the prediction is >= this
     presence_score: float = 0.3  # candidates scoring below this are ignored (target absent / occluded)
     recovery_score: float = 0.6  # a motion-inconsistent candidate is taken (filter re-started there) only above this

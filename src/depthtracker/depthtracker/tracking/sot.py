@@ -7,7 +7,10 @@ whether this frame may enter its memory bank or replace its template. After SAMU
 
 * **Selection.** Candidates scoring below ``presence_score`` are ignored. While the motion model is young (fewer
   than ``stable_frames`` consecutive motion-consistent frames) the best model score wins; once stable, the winner
-  maximises ``kf_score_weight x IoU(predicted box, candidate) + (1 - kf_score_weight) x score`` (0.15 / 0.85).
+  maximises ``kf_score_weight x IoU(predicted box, candidate) + (1 - kf_score_weight) x score``. SAMURAI uses
+  0.15 after 15 frames; our defaults are 0.3 from the first frame (``stable_frames = 0``), since the box given to
+  ``initialize`` is a sure position and a near-identical neighbour otherwise wins the first frames on score alone
+  (validation figures at the config field).
 * **Motion consistency.** The winner is consistent when its IoU with the prediction is >= ``stable_iou``; it then
   corrects the filter and extends the stable run. While young, an inconsistent winner still corrects the filter
   (the model is trusted; the run restarts). Once stable, an inconsistent winner is accepted only with
