@@ -28,6 +28,8 @@ def known_tracks(seq: int) -> Tracks:
         stamp_ns=1_700_000_000_000_000_000 + seq,
         depths=np.array([3.25, np.nan], np.float32),
         is_target=np.array([True, False]),
+        ages=np.array([12, 40], np.int64),
+        hits=np.array([12, 31], np.int64),
     )
 
 
@@ -56,7 +58,8 @@ def main() -> int:
                 out.append({"ids": t.ids.tolist(), "boxes": t.boxes.tolist(), "velocities": t.velocities.tolist(),
                             "scores": t.scores.tolist(), "labels": t.labels.tolist(), "states": t.states.tolist(),
                             "camera_id": t.camera_id, "stamp_ns": t.stamp_ns, "depths": [str(d) for d in t.depths],
-                            "is_target": t.is_target.tolist(), "frame_id": msg.tracks[0].frame_id})
+                            "is_target": t.is_target.tolist(), "ages": t.ages.tolist(), "hits": t.hits.tolist(),
+                            "frame_id": msg.tracks[0].frame_id})
             print(json.dumps(out))
             return 0 if got else 1
     finally:

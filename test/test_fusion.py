@@ -1,5 +1,7 @@
 """tracking.fusion: depth medians in boxes, the stamped buffer, the target as a track, REMOVED notices, camera ids."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from depthtracker.tracking.fusion import (
@@ -8,6 +10,7 @@ from depthtracker.tracking.fusion import (
     TrackView,
     box_median_depth,
     camera_of_frame,
+    concat_tracks,
     target_track,
     target_track_id,
     with_depths,
@@ -84,6 +87,22 @@ def test_track_view_hides_tentative_and_reports_removed_once():
     assert out.ids.tolist() == [3] and out.states.tolist() == [TrackState.REMOVED]
     assert len(view.step(make_tracks([], [], stamp_ns=400))) == 0
     assert TrackView(publish_tentative=True).step(make_tracks([1, 2], [1, 0])).ids.tolist() == [1, 2]
+
+
+def test_track_view_and_concat_keep_age_and_hits():
+    """A removed track is reported with its last age and hits; a part without them (the target) reads 0."""
+    view = TrackView()
+    first = dataclasses.replace(make_tracks([1, 2], [TrackState.CONFIRMED] * 2), ages=np.array([9, 4], np.int64),
+                                hits=np.array([8, 4], np.int64))
+    out = view.step(first)
+    assert out.ages.tolist() == [9, 4] and out.hits.tolist() == [8, 4]
+    out = view.step(dataclasses.replace(make_tracks([2], [TrackState.CONFIRMED], stamp_ns=200),
+                                        ages=np.array([5], np.int64), hits=np.array([5], np.int64)))
+    assert out.ids.tolist() == [2, 1] and out.ages.tolist() == [5, 9] and out.hits.tolist() == [5, 8]
+    target = target_track(TargetState(np.array([1, 2, 30, 40], np.float32), np.zeros(4, np.float32), 0.8, 1, 200))
+    both = concat_tracks([out, target], 1, 200)
+    assert both.ages.tolist() == [5, 9, 0] and both.hits.tolist() == [5, 8, 0]
+    assert np.isnan(both.depths).all() and both.is_target.tolist() == [False, False, True]
 
 
 def test_camera_of_frame():

@@ -105,6 +105,22 @@ def test_occlusion_keeps_identity(gap: int) -> None:
     assert out.ids.tolist() == [track_id]
 
 
+def test_age_and_hits_count_frames_of_the_track() -> None:
+    """age: frames since birth (birth frame counted); hits: frames matched; a missed frame ages without a hit, and
+    a track born later starts at 1 / 1."""
+    tracker = MultiObjectTracker()
+    for f in range(5):
+        out = tracker.update(dets([box(100 + 5 * f, 200)], frame=f))
+    assert out.ages.tolist() == [5] and out.hits.tolist() == [5]
+    for f in range(5, 7):  # missed twice: lost, still aging
+        tracker.update(dets([], frame=f))
+    assert tracker.tracks.ages.tolist() == [7] and tracker.tracks.hits.tolist() == [5]
+    f = 7
+    tracker.update(dets([box(100 + 5 * f, 200), box(500, 200)], frame=f))
+    ages, hits = dict(zip(tracker.tracks.ids.tolist(), tracker.tracks.ages.tolist())), tracker.tracks.hits
+    assert sorted(ages.values()) == [1, 8] and sorted(hits.tolist()) == [1, 6]
+
+
 def test_long_occlusion_removes_track() -> None:
     cfg = TrackerConfig(max_lost_s=0.5)
     tracker = MultiObjectTracker(cfg)

@@ -40,5 +40,6 @@ def test_track_array_crosses_processes(ros_env):
         np.testing.assert_array_equal(np.float32(msg["scores"]), want.scores)
         assert msg["labels"] == [0, 2] and msg["states"] == [1, 2] and msg["camera_id"] == 2
         assert msg["depths"] == ["3.25", "nan"] and msg["is_target"] == [True, False]
+        assert msg["ages"] == [12, 40] and msg["hits"] == [12, 31]
         assert msg["frame_id"] == "cam2_optical"
     assert seqs == sorted(seqs) and len(set(seqs)) == 3  # in order, no duplicates (reliable QoS)

@@ -45,6 +45,7 @@ def test_tracking_node_tracks_two_cameras(ros_env):
         assert _near(a["box"], box_a(k)) and _near(b["box"], BOX_B)
         assert a["depth"] == "2.5" and b["depth"] == "7.0" and b["class_id"] == 2
         assert not a["is_target"] and not b["is_target"]
+        assert a["age"] == a["hits"] == k + 1  # matched in every frame since the first
         # Camera 1: seen for 4 frames, then aged with no detections: lost, removed (published once), gone.
         c = by_id.get(c_id)
         if k < 4:
@@ -52,8 +53,10 @@ def test_tracking_node_tracks_two_cameras(ros_env):
             assert c["depth"] == "nan"  # only malformed heatmaps for camera 1
         elif k < 6:
             assert c["state"] == 2  # lost, still listed
+            assert c["age"] == k + 1 and c["hits"] == 4  # aging without hits
         elif k == 6:
             assert c["state"] == 3  # removed, once
+            assert c["age"] == 6 and c["hits"] == 4  # as last published
         else:
             assert c is None
         # The target: set at frame 3 on object A; its own track with the reserved id from then on.

@@ -85,7 +85,8 @@ def main() -> int:
     while time.monotonic() < deadline and (len(got) < FRAMES or not diags or _sets(diags[-1]) < FRAMES):
         rclpy.spin_once(node, timeout_sec=0.05)
     out = {"tracks": [[{"id": t.id, "camera_id": t.camera_id, "frame_id": t.frame_id, "box": [float(v) for v in t.box],
-                        "state": t.state, "depth": str(t.depth), "is_target": t.is_target, "class_id": t.class_id}
+                        "state": t.state, "depth": str(t.depth), "is_target": t.is_target, "class_id": t.class_id,
+                        "age": t.age, "hits": t.hits}
                        for t in m.tracks] for m in got],
            "stamps": [m.header.stamp.sec * 10**9 + m.header.stamp.nanosec for m in got],
            "diagnostics": {kv.key: kv.value for kv in diags[-1].status[0].values} if diags else {}}

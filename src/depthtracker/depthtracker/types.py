@@ -197,6 +197,8 @@ class Tracks:
         camera_id, stamp_ns: as for ``Detections``.
         depths: optional (M,) float32 median depth in metres (NaN = unknown).
         is_target: optional (M,) bool, true for the single target.
+        ages: optional (M,) int64 frames of the track's camera stream since its birth, the birth frame counted.
+        hits: optional (M,) int64 frames in which it was matched to a detection (its birth included), <= ages.
     """
 
     ids: np.ndarray
@@ -209,6 +211,8 @@ class Tracks:
     stamp_ns: int
     depths: np.ndarray | None = None
     is_target: np.ndarray | None = None
+    ages: np.ndarray | None = None
+    hits: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         _set(self, "ids", _frozen_array("Tracks", "ids", self.ids, np.int64, (None,)))
@@ -222,6 +226,9 @@ class Tracks:
             _set(self, "depths", _frozen_array("Tracks", "depths", self.depths, np.float32, (m,)))
         if self.is_target is not None:
             _set(self, "is_target", _frozen_array("Tracks", "is_target", self.is_target, np.bool_, (m,)))
+        for name in ("ages", "hits"):
+            if getattr(self, name) is not None:
+                _set(self, name, _frozen_array("Tracks", name, getattr(self, name), np.int64, (m,)))
         _check_int("Tracks", "camera_id", self.camera_id)
         _check_int("Tracks", "stamp_ns", self.stamp_ns)
         _check_boxes("Tracks", self.boxes)

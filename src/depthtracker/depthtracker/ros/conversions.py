@@ -48,6 +48,8 @@ def tracks_to_msg(tracks: Tracks, frame_id: str) -> TrackArray:
     out = TrackArray(header=header(tracks.stamp_ns, frame_id))
     depths = tracks.depths if tracks.depths is not None else np.full(len(tracks), np.nan, np.float32)
     target = tracks.is_target if tracks.is_target is not None else np.zeros(len(tracks), bool)
+    ages = tracks.ages if tracks.ages is not None else np.zeros(len(tracks), np.int64)  # 0 = unknown
+    hits = tracks.hits if tracks.hits is not None else np.zeros(len(tracks), np.int64)
     for k in range(len(tracks)):
         t = Track()
         t.id = int(tracks.ids[k])
@@ -61,6 +63,8 @@ def tracks_to_msg(tracks: Tracks, frame_id: str) -> TrackArray:
         t.depth = float(depths[k])
         t.visibility = float("nan")
         t.is_target = bool(target[k])
+        t.age = int(ages[k])
+        t.hits = int(hits[k])
         out.tracks.append(t)
     return out
 
@@ -82,6 +86,8 @@ def tracks_from_msg(msg: TrackArray, camera_id: int | None = None) -> Tracks:
         stamp_ns=stamp_from_msg(msg.header.stamp),
         depths=np.array([t.depth for t in tr], np.float32),
         is_target=np.array([t.is_target for t in tr], bool),
+        ages=np.array([t.age for t in tr], np.int64),
+        hits=np.array([t.hits for t in tr], np.int64),
     )
 
 

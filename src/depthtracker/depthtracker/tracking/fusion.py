@@ -8,7 +8,8 @@ ROS-free helpers for ``depthtracker.ros.tracking_node`` (the node converts messa
 * ``target_track(state)`` / ``TARGET_COUNTER``: the single target published as one more track of its camera with
   the reserved id ``camera_id << ID_CAMERA_SHIFT | 0`` (a ``MultiObjectTracker`` counts its ids from 1, so the
   target never collides with a multi-object track), ``is_target`` true, class ``-1`` (unknown: the target is
-  class-agnostic), state CONFIRMED while held, LOST while occluded. The multi-object tracks are not flagged: a
+  class-agnostic), state CONFIRMED while held, LOST while occluded, age and hits 0 (unknown: ``TargetState``
+  counts no frames). The multi-object tracks are not flagged: a
   consumer that wants the target reads the one track with ``is_target``.
 * ``TrackView``: per camera and frame, the tracks a consumer sees: confirmed and lost (tentative too when asked),
   then every track that vanished since the previous frame once more with state REMOVED, as ``Track.msg`` promises.
@@ -18,6 +19,7 @@ ROS-free helpers for ``depthtracker.ros.tracking_node`` (the node converts messa
 from __future__ import annotations
 
 import collections
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -67,33 +69,30 @@ def with_depths(tracks: Tracks, depth: np.ndarray | None) -> Tracks:
         depths = np.full(len(tracks), np.nan, np.float32)
     else:
         depths = box_median_depth(depth, tracks.boxes)
-    return _replace(tracks, depths=depths)
+    return dataclasses.replace(tracks, depths=depths)
 
 
-def _replace(t: Tracks, **kw: Any) -> Tracks:
-    fields = dict(ids=t.ids, boxes=t.boxes, velocities=t.velocities, scores=t.scores, labels=t.labels,
-                  states=t.states, camera_id=t.camera_id, stamp_ns=t.stamp_ns, depths=t.depths, is_target=t.is_target)
-    fields.update(kw)
-    return Tracks(**fields)
+# Per-row arrays of ``Tracks``: the required ones, and the optional ones with what fills a missing one (unknown).
+_ROWS = ("ids", "boxes", "velocities", "scores", "labels", "states")
+_OPTIONAL_FILL = {"depths": (np.float32, np.nan), "is_target": (np.bool_, False), "ages": (np.int64, 0),
+                  "hits": (np.int64, 0)}
 
 
-def _filled(t: Tracks) -> tuple[np.ndarray, np.ndarray]:
-    depths = t.depths if t.depths is not None else np.full(len(t), np.nan, np.float32)
-    target = t.is_target if t.is_target is not None else np.zeros(len(t), bool)
-    return depths, target
+def _filled(t: Tracks, name: str) -> np.ndarray:
+    value = getattr(t, name)
+    if value is not None:
+        return value
+    dtype, fill = _OPTIONAL_FILL[name]
+    return np.full(len(t), fill, dtype)
 
 
 def concat_tracks(parts: list[Tracks], camera_id: int, stamp_ns: int) -> Tracks:
-    """Rows of several ``Tracks`` of one camera in one (``depths`` and ``is_target`` filled: NaN / false)."""
-    if not parts:
-        return _replace(Tracks.empty(camera_id, stamp_ns), depths=np.zeros(0, np.float32), is_target=np.zeros(0, bool))
-    filled = [_filled(p) for p in parts]
-    return Tracks(
-        ids=np.concatenate([p.ids for p in parts]), boxes=np.concatenate([p.boxes for p in parts]),
-        velocities=np.concatenate([p.velocities for p in parts]), scores=np.concatenate([p.scores for p in parts]),
-        labels=np.concatenate([p.labels for p in parts]), states=np.concatenate([p.states for p in parts]),
-        camera_id=camera_id, stamp_ns=stamp_ns, depths=np.concatenate([f[0] for f in filled]),
-        is_target=np.concatenate([f[1] for f in filled]))
+    """Rows of several ``Tracks`` of one camera in one; every optional array filled (depth NaN, not the target,
+    age and hits 0 = unknown) where a part lacks it."""
+    parts = parts or [Tracks.empty(camera_id, stamp_ns)]
+    rows = {name: np.concatenate([getattr(p, name) for p in parts]) for name in _ROWS}
+    rows.update({name: np.concatenate([_filled(p, name) for p in parts]) for name in _OPTIONAL_FILL})
+    return Tracks(camera_id=camera_id, stamp_ns=stamp_ns, **rows)
 
 
 def target_track_id(camera_id: int) -> int:
@@ -136,7 +135,7 @@ class TrackView:
             gone = ~np.isin(self._last.ids, shown.ids) & (self._last.states != TrackState.REMOVED)
             if gone.any():
                 removed = _select(self._last, gone)
-                parts.append(_replace(removed, states=np.full(int(gone.sum()), TrackState.REMOVED, np.int8),
+                parts.append(dataclasses.replace(removed, states=np.full(int(gone.sum()), TrackState.REMOVED, np.int8),
                                       velocities=np.zeros((int(gone.sum()), 4), np.float32)))
         out = concat_tracks(parts, tracks.camera_id, tracks.stamp_ns)
         self._last = out
@@ -144,9 +143,9 @@ class TrackView:
 
 
 def _select(t: Tracks, mask: np.ndarray) -> Tracks:
-    depths, target = _filled(t)
-    return Tracks(t.ids[mask], t.boxes[mask], t.velocities[mask], t.scores[mask], t.labels[mask], t.states[mask],
-                  t.camera_id, t.stamp_ns, depths[mask], target[mask])
+    rows = {name: getattr(t, name)[mask] for name in _ROWS}
+    rows.update({name: _filled(t, name)[mask] for name in _OPTIONAL_FILL})
+    return Tracks(camera_id=t.camera_id, stamp_ns=t.stamp_ns, **rows)
 
 
 def camera_of_frame(frame_id: str, index: int, known: Mapping[str, int]) -> int:

@@ -71,7 +71,10 @@ for _s, _m, _next, _alive in [(_TENTATIVE, 0, TrackState.REMOVED, False), (_TENT
     _NEXT_STATE[_s * 2 + _m], _SURVIVES[_s * 2 + _m] = _next, _alive
 
 # Columns of the per-track int64 table (one array, so that dropping or adding tracks is one operation).
-_ID, _LABEL, _HITS, _BORN, _SEEN = range(5)  # hits: consecutive matched frames; born/seen: stamps, ns
+# hits: consecutive matched frames; born/seen: stamps, ns; frame0: this tracker's frame count at birth (age = frames
+# since, birth frame included); matches: frames matched in all (the birth detection included)
+_ID, _LABEL, _HITS, _BORN, _SEEN, _FRAME0, _MATCHES = range(7)
+_COLUMNS = 7
 
 
 class MultiObjectTracker:
@@ -104,7 +107,7 @@ class MultiObjectTracker:
     def reset(self) -> None:
         """Drop every track and the clock; the id counter continues (ids are never reused)."""
         self._kf = KalmanBoxFilter(**self.config.kalman_kwargs())
-        self._meta = np.zeros((0, 5), np.int64)  # columns _ID, _LABEL, _HITS, _BORN, _SEEN
+        self._meta = np.zeros((0, _COLUMNS), np.int64)  # columns _ID ... _MATCHES
         self._state = np.zeros(0, np.int8)
         self._score = np.zeros(0, np.float32)  # score of the last matched detection
         self._tracks_cache: Tracks | None = None
@@ -126,7 +129,8 @@ class MultiObjectTracker:
         meta = self._meta[index]
         bv = self._kf.boxes_and_velocities_xyxy(index).astype(np.float32)  # (K, 8) boxes | velocities
         return Tracks(meta[:, _ID], bv[:, :4], bv[:, 4:], self._score[index], meta[:, _LABEL], self._state[index],
-                      self.camera_id or 0, self._stamp_ns or 0)
+                      self.camera_id or 0, self._stamp_ns or 0, ages=self._frames - meta[:, _FRAME0],
+                      hits=meta[:, _MATCHES])
 
     # ---- one frame ----------------------------------------------------------------------------------------------
     def _advance_clock(self, stamp_ns: int) -> float:
@@ -241,6 +245,7 @@ class MultiObjectTracker:
             if not c.class_aware:
                 meta[trk, _LABEL] = labels[det]
             meta[trk, _SEEN] = now
+            meta[trk, _MATCHES] += 1
 
         # Life cycle: a table maps (state, matched) to the next state and to survival (module docstring, step 6).
         hits = meta[:, _HITS]
@@ -272,11 +277,13 @@ class MultiObjectTracker:
         n = born.size
         if self._counter + n > _MAX_COUNTER:
             raise RuntimeError(f"track id counter of camera {self.camera_id} exhausted ({_MAX_COUNTER} ids)")
-        meta = np.empty((n, 5), np.int64)
+        meta = np.empty((n, _COLUMNS), np.int64)
         meta[:, _ID] = (self.camera_id << ID_CAMERA_SHIFT) | np.arange(self._counter + 1, self._counter + n + 1)
         meta[:, _LABEL] = labels[born]
         meta[:, _HITS] = 1
         meta[:, _BORN] = meta[:, _SEEN] = now
+        meta[:, _FRAME0] = self._frames - 1  # update() has counted this frame already: age 1 at birth
+        meta[:, _MATCHES] = 1
         self._counter += n
         kf = self._kf
         kf.initiate(z[born])
