@@ -369,20 +369,29 @@ def main(argv: list[str] | None = None) -> int:
     device, dtype = torch.device("cuda"), torch.bfloat16
     torch.manual_seed(0)
     nsa, glob = [], []
+
+    def write(complete: bool) -> dict:
+        # Written after every case, so that a run stopped by a time limit (a lent GPU's minutes are few) still
+        # leaves every figure measured so far; "complete" says whether the run got to the end.
+        result = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+                  "machine": machine(device), "complete": complete, "dtype": "bf16", "heads": HEADS, "block": BLOCK,
+                  "n_select": N_SELECT, "iters": args.iters, "warmup": args.warmup, "targets": TARGETS,
+                  "verdicts": verdicts(nsa, glob), "nsa": nsa, "global": glob}
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+        return result
+
     if args.only in (None, "nsa"):
         cases = [(1, n, d) for n in args.n for d in args.d] + ([(8, 3600, d) for d in args.d] if 3600 in args.n else [])
         for b, n, d in cases:
             print(f"nsa B={b} N={n} D={d} ...", file=sys.stderr, flush=True)
             nsa += bench_nsa_case(b, n, d, args, device, dtype)
             torch.cuda.empty_cache()
+            write(complete=False)
     if args.only in (None, "global"):
         glob = bench_global(args, device, dtype)
     print_table(nsa, glob)
-    result = {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"), "machine": machine(device),
-              "dtype": "bf16", "heads": HEADS, "block": BLOCK, "n_select": N_SELECT, "iters": args.iters,
-              "warmup": args.warmup, "targets": TARGETS, "verdicts": verdicts(nsa, glob), "nsa": nsa, "global": glob}
-    with open(args.out, "w") as f:
-        json.dump(result, f, indent=1)
+    result = write(complete=True)
     print(json.dumps(result["verdicts"], indent=1))
     ok = [v["pass"] for v in result["verdicts"].values() if v is not None]
     return 0 if ok and all(ok) else 1
