@@ -14,6 +14,7 @@ from depthtracker.data.datasets import (
     DetectionDataset,
     Letterbox,
     collate_detections,
+    images_to_float,
     split_targets,
 )
 from depthtracker.data.synth import SynthConfig, SynthWorld
@@ -85,6 +86,11 @@ def test_collate_gives_yolo_targets(bag):
     raw = collate_detections(samples, as_uint8=True)
     assert raw.images.dtype == torch.uint8 and torch.equal(raw.images[2], samples[2].image)
     assert torch.equal(raw.targets, batch.targets)
+    # What training does (uint8 batches, converted on the device): the very numbers of the float collation.
+    assert torch.equal(images_to_float(raw.images), batch.images) and images_to_float(batch.images) is batch.images
+    every = torch.arange(256, dtype=torch.uint8).reshape(1, 1, 16, 16)
+    want = np.multiply(every.numpy(), np.float32(1 / 255), dtype=np.float32)
+    np.testing.assert_array_equal(images_to_float(every).numpy(), want)
     loader = torch.utils.data.DataLoader(ds, batch_size=3, collate_fn=collate_detections)
     assert [b.images.shape[0] for b in loader] == [3, 3, 2]
     workers = torch.utils.data.DataLoader(ds, batch_size=3, collate_fn=collate_detections, num_workers=1)

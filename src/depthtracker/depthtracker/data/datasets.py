@@ -53,7 +53,7 @@ from depthtracker.data.images import image_to_array
 from depthtracker.data.transforms import Letterbox, hsv_jitter
 
 __all__ = ["DetectionDataConfig", "Letterbox", "SampleMeta", "DetectionSample", "DetectionBatch",
-           "DetectionDataset", "collate_detections", "split_targets"]
+           "DetectionDataset", "collate_detections", "images_to_float", "split_targets"]
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,8 @@ def collate_detections(samples: Sequence[DetectionSample], *, as_uint8: bool = F
     division). The conversion runs in NumPy (about 3x faster than torch's on CPU) into a batch that, inside a
     DataLoader worker, is allocated in shared memory so that handing it over copies nothing (as ``default_collate``
     does). At 640x480 the float batch costs ~1.5 ms per image in page faults and memory traffic; with
-    ``as_uint8=True`` (``functools.partial(collate_detections, as_uint8=True)``) ``images`` stay uint8 (4x less to
-    move to the GPU) and the model converts them with ``images.float() / 255`` on the device.
+    ``as_uint8=True`` (``functools.partial(collate_detections, as_uint8=True)``, what training uses) ``images`` stay
+    uint8 (4x less to move to the GPU) and :func:`images_to_float` converts them where they are, to the same numbers.
     """
     if not samples:
         raise ValueError("collate_detections needs at least one sample")
@@ -156,6 +156,17 @@ def collate_detections(samples: Sequence[DetectionSample], *, as_uint8: bool = F
     rows = [torch.cat([torch.full((len(s.labels), 1), float(i)), s.labels[:, None].float(), s.boxes.float()], 1)
             for i, s in enumerate(samples)]
     return DetectionBatch(images, torch.cat(rows, 0).reshape(-1, 6), tuple(s.meta for s in samples))
+
+
+_INV255 = float(np.float32(1 / 255))  # the collation's factor, exactly representable in float32
+
+
+def images_to_float(images: torch.Tensor) -> torch.Tensor:
+    """``DetectionBatch.images`` as the model takes them: uint8 (``as_uint8`` collation) -> float32
+    ``value * float32(1 / 255)`` on the tensor's device, bit-identical to the float collation; float passes through."""
+    if images.dtype == torch.uint8:
+        return images.float().mul_(_INV255)
+    return images
 
 
 def _float_batch(shape: tuple[int, ...]) -> torch.Tensor:

@@ -18,6 +18,7 @@ rebuilds everything from the checkpoint alone.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from typing import Any
 
 import torch
 
-from depthtracker.data.datasets import DetectionDataConfig, DetectionDataset, collate_detections
+from depthtracker.data.datasets import DetectionDataConfig, DetectionDataset, collate_detections, images_to_float
 from depthtracker.models.hsvdet import HSVDet, HSVDetConfig, HSVDetCriterion
 from depthtracker.train.checkpoints import checkpoint_paths
 from depthtracker.train.engine import FitResult, TrainConfig, fit
@@ -132,7 +133,7 @@ def fit_hsvdet(train_set: DetectionDataset, val_set: DetectionDataset | None, mo
     criterion = HSVDetCriterion(model_cfg)
 
     def loss_fn(net: torch.nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        terms = criterion(net(batch.images), batch.targets)
+        terms = criterion(net(images_to_float(batch.images)), batch.targets)
         return terms["loss"], {k: v.detach() for k, v in terms.items() if k != "loss"}
 
     evaluate = None
@@ -145,6 +146,7 @@ def fit_hsvdet(train_set: DetectionDataset, val_set: DetectionDataset | None, mo
     optimizer = torch.optim.AdamW(model.param_groups(train_cfg.weight_decay), lr=train_cfg.lr,
                                   betas=(train_cfg.momentum, 0.999))
     manifest = {**train_set.manifest(), "validation": val_set.manifest() if val_set is not None else None}
-    return fit(model, loss_fn, train_set, train_cfg, optimizer=optimizer, collate_fn=collate_detections,
+    return fit(model, loss_fn, train_set, train_cfg, optimizer=optimizer,
+               collate_fn=functools.partial(collate_detections, as_uint8=True),  # 4x fewer bytes to the device
                evaluate=evaluate, model_config=model_cfg.to_dict(), manifest=manifest, resume=resume,
                device="cpu" if not torch.cuda.is_available() else None)
