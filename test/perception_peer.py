@@ -2,7 +2,8 @@
 
 Run as ``python test/perception_peer.py OUT.npz SECONDS [RELIABILITY]``. Renders ``FRAMES`` sets of the 2-camera world
 of ``SYNTH`` (160x120) and publishes them as camN/image_raw (rgb8) + camN/camera_info with stamps 0.2 s apart, one
-set at a time (the next when the heatmaps of the last came back).
+set at a time (the next when the heatmaps of the last came back). The first set's camera_infos go out 0.5 s after
+its images, as a driver's first camera_info may come late: that set must still be answered.
 Between sets it sends the two kinds of malformed image the node must count and skip: a 16UC1 image on cam0 (set 1)
 and an rgb8 image of the wrong size on cam1 (set 2; such a set cannot be completed, so it is lost too). At set 3 it
 asks for the target (``target/set``) on the first ground-truth box of cam0. Saves to OUT.npz: the received depth
@@ -64,11 +65,20 @@ def main() -> int:
         stamp = T0 + k * DT
         if k == 1:
             img_pubs[0].publish(image_msg(np.zeros((120, 160), np.uint16), "16UC1", stamp - DT // 2, "cam0_optical"))
+        infos = []
         for i, (cam, f) in enumerate(zip(world.cameras, s.frames)):
             tx = -float(cam.K[0, 0]) * world.baseline_m if i == 1 else 0.0
-            info_pubs[i].publish(camera_info_msg(cam, stamp, tx))
+            infos.append((info_pubs[i], camera_info_msg(cam, stamp, tx)))
+            if k > 0:
+                info_pubs[i].publish(infos[-1][1])
             image = f.image if not (k == 2 and i == 1) else np.zeros((60, 80, 3), np.uint8)
             img_pubs[i].publish(image_msg(image, "rgb8", stamp, cam.frame_id))
+        if k == 0:  # the first set's images come before any camera_info: the node must hold the set, not drop it
+            end = time.monotonic() + 0.5
+            while time.monotonic() < end:
+                rclpy.spin_once(node, timeout_sec=0.02)
+            for pub, info in infos:
+                pub.publish(info)
         sent.append(np.stack([f.image for f in s.frames]))
         if k == TARGET_SET:
             box = s.annotations[0].boxes[0]

@@ -110,6 +110,7 @@ def test_outputs_equal_the_in_process_pipeline(ros_env, tmp_path, depth_checkpoi
     # Malformed inputs: a 16UC1 image and an image of the wrong size, each counted, logged once, node alive.
     diag = json.loads(str(got["diagnostics"]))
     assert int(diag["bad_images"]) == 2 and int(diag["sets_processed"]) == FRAMES - 1, diag
+    assert int(diag["sets_without_camera_info"]) == 0, diag  # set 0 waited for its late camera_info
     assert diag["device"] == "cpu" and int(diag["qos_incompatible"]) == 0
     assert log.count("skipping an unreadable image") == 1 and log.count("camera_info says") == 1, log[-3000:]
 

@@ -43,8 +43,10 @@ def test_recorded_bag_is_bit_exact(ros_env, synth_bag, tmp_path, storage):
     rec = subprocess.Popen([*CMD, "record", "--out", str(out), "--storage", storage, "--topics", *TOPICS, "/clock"],
                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
+        # the player waits for the recorder's subscriptions (the recorder first waits for the player's topics)
         play = subprocess.run([*CMD, "play", str(synth_bag), "--clock", "--reliability", "reliable", "--delay",
-                               "2.5"], env=ros_env, capture_output=True, text=True, timeout=60)
+                               "0.5", "--wait-subscribers", "30"], env=ros_env, capture_output=True, text=True,
+                              timeout=90)
         assert play.returncode == 0, play.stderr[-2000:]
         time.sleep(0.5)
         assert not out.exists()  # still recording: nothing under the bag's name yet

@@ -53,6 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="QoS reliability of the camera topics (default best_effort)")
     p.add_argument("--delay", type=float, default=0.0, metavar="S",
                    help="wait S seconds before the first message so subscribers can connect (default 0)")
+    p.add_argument("--wait-subscribers", type=float, default=0.0, metavar="S",
+                   help="first wait up to S seconds until every played topic (but /tf_static) has --subscribers "
+                   "matched subscribers (default 0: no wait)")
+    p.add_argument("--subscribers", type=int, default=1, metavar="K",
+                   help="subscribers per topic that --wait-subscribers waits for (default 1)")
     p.set_defaults(func=run_play)
 
     register_launch(sub)
@@ -82,6 +87,7 @@ def run_play(args: argparse.Namespace) -> int:
         raise _ros_missing(exc) from exc
     res = play(args.bag, rate=args.rate, loop=args.loop, topics=args.topics, start_offset_s=args.start_offset,
                clock=args.clock, reliability=args.reliability, delay_s=args.delay,
+               wait_subscribers_s=args.wait_subscribers, min_subscribers=args.subscribers,
                log=lambda s: print(s, file=sys.stderr))
     total = sum(res.counts.values())
     print(f"played {total} messages in {res.wall_s:.3f} s of wall time (bag span {res.bag_span_s:.3f} s, "

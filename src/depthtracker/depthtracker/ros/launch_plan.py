@@ -37,6 +37,9 @@ MODULES = {"ingest": "depthtracker.ros.ingest", "perception": "depthtracker.ros.
            "tracking": "depthtracker.ros.tracking_node"}
 PLAY_DELAY_S = 2.0  # the player waits this long before its first message, so the nodes can subscribe
 RECORD_WAIT_S = 30.0  # the recorder waits this long for every topic to appear (the perception node loads weights)
+# The player waits this long (at most) for the recorder and the perception node to subscribe to every camera topic.
+PLAY_WAIT_S = RECORD_WAIT_S + 10.0
+_PLAYED_TOPIC = re.compile(r"^(/cam\d+/(image_raw|camera_info)|/tf_static)$")  # what a bag source publishes
 STAGE_SOURCES, STAGE_NODES, STAGE_RECORD = 0, 1, 2  # shutdown order: sources first, the recorder last
 
 _NAMESPACE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*)?$")
@@ -199,6 +202,16 @@ class LaunchPlan:
             topics.append(g.topic("tracks"))
         return topics
 
+    def played_topics(self) -> list[str]:
+        """What the player of ``--camera bag:PATH`` publishes: the bag's camera inputs and ``/tf_static``, never the
+        outputs a recorded graph stored beside them (the running nodes publish those afresh)."""
+        from depthtracker.data.bags import BagReader
+
+        if self.bag is None:
+            return []
+        with BagReader(self.bag) as reader:
+            return sorted(t for t in reader.topics if _PLAYED_TOPIC.match(t))
+
     # -- processes -------------------------------------------------------------------------------------------------
     def children(self, rundir: Path | None = None) -> list[Child]:
         """The processes, in start order (the recorder first, the sources last). ``rundir`` is where the namespaced
@@ -245,7 +258,12 @@ class LaunchPlan:
             out.append(Child(name, tuple(argv), STAGE_SOURCES if name == "ingest" else STAGE_NODES, g.respawn,
                              files))
         if self.bag is not None:
-            argv = [self.python, "-m", "depthtracker.cli", "play", str(self.bag), "--delay", f"{PLAY_DELAY_S:g}"]
+            argv = [self.python, "-m", "depthtracker.cli", "play", str(self.bag), "--delay", f"{PLAY_DELAY_S:g}",
+                    "--topics", *self.played_topics()]
+            # The first set must reach the recorder and the perception node: wait for both to subscribe.
+            subscribers = int(self.record is not None) + int(g.enable_perception)
+            if subscribers:
+                argv += ["--wait-subscribers", f"{PLAY_WAIT_S:g}", "--subscribers", str(subscribers)]
             out.append(Child("play", tuple(argv + (["--clock"] if g.use_sim_time else [])), STAGE_SOURCES, False))
         if not out:
             raise ValueError("the graph starts no process: enable a node, give --camera bag:PATH or --record")

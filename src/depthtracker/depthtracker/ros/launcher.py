@@ -12,7 +12,9 @@ graph (``depthtracker.ros.launch_plan``); this module runs it and keeps it runni
   file): it is not respawned, since it would fail the same way; the graph shuts down and ``run_graph`` returns 2.
   A node that exits with respawn off, or ``MAX_QUICK_EXITS`` times in a row within ``QUICK_EXIT_S`` of its start (a
   crash loop), also shuts the graph down (status 1): a partial graph does not run silently;
-* the bag player (``--camera bag:PATH``) finishing is not an error: the graph keeps running (the nodes stay up,
+* the bag player (``--camera bag:PATH``) plays the bag's camera topics and ``/tf_static`` (never the outputs a
+  recorded graph stored) once the perception node and the recorder subscribe to them (``LaunchPlan.children``); its
+  finishing is not an error: the graph keeps running (the nodes stay up,
   idle) until ``duration_s``, a signal or ``stop``; with ``stop_when_played`` it shuts down once the bag is played.
   The player or the recorder failing shuts the graph down with status 1;
 * shutdown (SIGINT / SIGTERM to the launcher, ``duration_s`` elapsed, ``stop`` set, or a failure) is ordered: SIGINT

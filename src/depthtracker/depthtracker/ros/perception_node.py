@@ -7,7 +7,8 @@ Subscriptions (relative names; ``cameras`` = N):
   reported as an ERROR on the log and ``/diagnostics`` rather than left silent);
 * ``camN/camera_info`` (same QoS): the newest one per camera gives intrinsics; poses come from ``extrinsics``
   (``depthtracker.data.extrinsics``: ``camera_info``, ``synth[:FILE]`` or a rig file; ``/tf_static`` needs tf2,
-  which is not installable from PyPI);
+  which is not installable from PyPI). Until the first camera_info of every camera has come, the newest complete
+  set waits for it (an older waiting set is dropped, counted as ``sets_without_camera_info``);
 * ``target/set`` (``depthtracker_msgs/TargetRequest``), ``target/clear`` (``std_msgs/Empty``).
 
 Images of the N cameras are paired by our approximate-time synchroniser (``sync_slop_s``, ``sync_queue_size``;
@@ -85,6 +86,7 @@ class PerceptionNode(LifecycleNode):
         self._lock = threading.Lock()  # guards the pipeline (worker) against target requests (executor)
         self._cv = threading.Condition()
         self._mailbox: list | None = None
+        self._held: tuple | None = None  # a complete set that waits for the first camera_info of every camera
         self._active = False
         self._stop = True
         self._worker: threading.Thread | None = None
@@ -182,6 +184,7 @@ class PerceptionNode(LifecycleNode):
         with self._cv:
             self._active, self._stop, self._mailbox = False, True, None
             self._cv.notify_all()
+        self._held = None
         if self._worker is not None:
             self._worker.join(timeout=10.0)
             self._worker = None
@@ -249,6 +252,9 @@ class PerceptionNode(LifecycleNode):
         if old is None or list(old.k) != list(msg.k) or list(old.p) != list(msg.p) or \
                 (old.width, old.height, old.header.frame_id) != (msg.width, msg.height, msg.header.frame_id):
             self._cameras.pop(i, None)  # rebuilt (with its pose) when the next set needs it
+        if self._held is not None and len(self._infos) == self.num_cameras:
+            held, self._held = self._held, None
+            self._post(held)
 
     def _camera(self, i: int) -> CameraModel | None:
         cam = self._cameras.get(i)
@@ -277,10 +283,23 @@ class PerceptionNode(LifecycleNode):
             return
         item = (msg.header, array, msg.encoding, msg, time.monotonic())  # msg keeps the array's buffer alive
         if self._sync is None:
-            self._post((item,))
+            self._deliver((item,))
             return
         for complete in self._sync.push(i, stamp_from_msg(msg.header.stamp), item):
-            self._post(complete)
+            self._deliver(complete)
+
+    def _deliver(self, items: tuple) -> None:
+        """A complete set goes to the worker. Before the first camera_info of every camera has come, the newest
+        complete set waits for it instead (camera_info and image are separate topics, and the first image often
+        arrives just before its camera_info); a waiting set replaced by a newer one is counted as skipped."""
+        if len(self._infos) == self.num_cameras:
+            self._post(items)
+            return
+        if self._held is not None:
+            self.counts["sets_without_camera_info"] += 1
+            self.get_logger().warning("waiting for camera_info of every camera; sets are skipped until then",
+                                      throttle_duration_sec=5.0)
+        self._held = items
 
     def _post(self, items: tuple) -> None:
         with self._cv:

@@ -15,7 +15,8 @@
   where ``tf2_msgs`` is absent); a failed publish is counted, not fatal;
 * ``delay_s`` waits before the first message so that subscribers can discover the publishers (the
   ``ros2 bag play --delay`` option); ``wait_subscribers_s`` first waits (at most that long) until every played topic
-  has a matched subscriber, so that reliable subscribers miss nothing at the start.
+  but the latched ``/tf_static`` has ``min_subscribers`` matched subscribers, so that the subscribers (a recorder,
+  the perception node) miss nothing at the start; a wait that runs out is logged and playback goes on.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ def play(
     delay_s: float = 0.0,
     clock_period_s: float = 0.01,
     wait_subscribers_s: float = 0.0,
+    min_subscribers: int = 1,
     stop: threading.Event | None = None,
     log: Callable[[str], None] | None = None,
 ) -> PlayResult:
@@ -80,6 +82,8 @@ def play(
         raise ValueError(f"rate must be a positive number, got {rate}")
     if not start_offset_s >= 0:
         raise ValueError(f"start offset must be >= 0 seconds, got {start_offset_s}")
+    if not min_subscribers >= 1:
+        raise ValueError(f"the number of subscribers to wait for must be >= 1, got {min_subscribers}")
     if not delay_s >= 0 or not clock_period_s > 0:
         raise ValueError(f"delay must be >= 0 and the clock period > 0 s, got {delay_s}, {clock_period_s}")
     camera_qos(reliability)  # validates the name
@@ -115,11 +119,17 @@ def play(
         start_ns = reader.start_time + int(round(start_offset_s * 1e9))
         result.bag_span_s = max(reader.end_time - 1 - start_ns, 0) * 1e-9  # end_time is exclusive
         counts: dict[str, int] = collections.Counter()
-        if wait_subscribers_s > 0:  # every topic matched by a subscriber (reliable ones then lose nothing)
+        if wait_subscribers_s > 0:  # every topic matched by its subscribers (reliable ones then lose nothing)
+            waited = {t: p for t, p in pubs.items() if t != "/tf_static"}  # latched: late subscribers still get it
             end = time.monotonic() + wait_subscribers_s
-            while not stop.is_set() and time.monotonic() < end and not all(
-                    p.get_subscription_count() for p in pubs.values()):
+            short = dict(waited)
+            while short and not stop.is_set() and time.monotonic() < end:
                 executor.spin_once(timeout_sec=0.05)
+                short = {t: p for t, p in waited.items() if p.get_subscription_count() < min_subscribers}
+            if short and not stop.is_set():
+                log(f"after {wait_subscribers_s:g} s, {len(short)} topic(s) still have fewer than {min_subscribers} "
+                    f"subscriber(s) (e.g. {next(iter(short))}: {next(iter(short.values())).get_subscription_count()}); "
+                    "playing anyway")
         _sleep_until(time.monotonic() + delay_s, stop, executor)
         t_first = None
         while not stop.is_set():
