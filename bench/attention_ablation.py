@@ -58,7 +58,7 @@ import torch
 from attention_ablation_report import NOTE, aggregate, write_markdown, write_plot  # bench/ on sys.path
 from depthtracker.data.bags import BagReader
 from depthtracker.data.crops import resize_camera
-from depthtracker.eval.depthtrack import DepthTrackEvalConfig, add_visible, longest_runs
+from depthtracker.eval.depthtrack import DepthTrackEvalConfig, add_visible, longest_runs, run_frames
 from depthtracker.eval.hsvdet import machine_info
 from depthtracker.eval.metrics import depth_metrics, sot_metrics
 from depthtracker.kernels.nsa import TileLayout
@@ -207,12 +207,7 @@ def score(bag: Path, predictors: dict[str, DepthTrackPredictor], cfg: DepthTrack
                         depth_rows[name].append(depth_metrics(dm.depth, gt.depth))
             add_visible(tracks, i, s.annotations, cfg)  # the eval command's track selection (eval/depthtrack.py)
         runs = longest_runs(tracks, cfg)
-        need = {(r["camera"], i) for r in runs for i in r["sets"]}
-        frames: dict[tuple[int, int], np.ndarray] = {}
-        for i, s in enumerate(reader.samples() if need else ()):
-            if i >= total:
-                break
-            frames.update({(k, i): f.image for k, f in enumerate(s.frames) if (k, i) in need})
+        frames = run_frames(reader, runs, total)
     out: dict[str, dict[str, Any]] = {}
     for name, pred in predictors.items():
         rows = []

@@ -35,8 +35,8 @@ from depthtracker.data.bags import BagReader
 from depthtracker.eval.baselines import CV_TRACKERS, SGBMConfig, cv_tracker_available, run_cv_tracker, sgbm_depth
 from depthtracker.eval.metrics import depth_metrics, sot_metrics
 
-__all__ = ["DepthTrackEvalConfig", "evaluate_depthtrack", "add_visible", "longest_runs", "box_ious", "DEPTH_KEYS",
-           "SOT_KEYS"]
+__all__ = ["DepthTrackEvalConfig", "evaluate_depthtrack", "add_visible", "longest_runs", "run_frames",
+           "tracking_sequences", "box_ious", "DEPTH_KEYS", "SOT_KEYS"]
 
 DEPTH_KEYS = ("abs_rel", "rmse", "delta1", "mae", "psnr")
 SOT_KEYS = ("success_auc", "precision_20px", "mean_iou")
@@ -151,15 +151,7 @@ def evaluate_depthtrack(bag: str | os.PathLike[str], checkpoint: str | os.PathLi
                 example = (s.frames[0].image, s.depths[0].depth, maps[0].depth, None)
             add_visible(tracks, i, s.annotations, cfg)
         runs = longest_runs(tracks, cfg)
-        need = {(r["camera"], i) for r in runs for i in r["sets"]}
-        frames: dict[tuple[int, int], np.ndarray] = {}
-        if need:
-            for i, s in enumerate(reader.samples()):
-                if i >= total:
-                    break
-                for k, f in enumerate(s.frames):
-                    if (k, i) in need:
-                        frames[(k, i)] = f.image
+        frames = run_frames(reader, runs, total)
     sot_rows: dict[str, list[dict[str, float]]] = {"model": [], **{k: [] for k in CV_TRACKERS}}
     curves: dict[str, list[np.ndarray]] = {k: [] for k in sot_rows}
     for r in runs:
@@ -204,6 +196,37 @@ def _middlebury(pred: Any) -> dict[str, Any]:
         return middlebury_motorcycle(pred)
     except ImportError as exc:
         return {"skipped": str(exc)}
+
+
+def run_frames(reader: BagReader, runs: list[dict[str, Any]], total: int) -> dict[tuple[int, int], np.ndarray]:
+    """The images the tracking ``runs`` need, ``{(camera position, set index): image}``: a second pass over the
+    first ``total`` sets of ``reader``, keeping only those frames."""
+    need = {(r["camera"], i) for r in runs for i in r["sets"]}
+    frames: dict[tuple[int, int], np.ndarray] = {}
+    for i, s in enumerate(reader.samples() if need else ()):
+        if i >= total:
+            break
+        frames.update({(k, i): f.image for k, f in enumerate(s.frames) if (k, i) in need})
+    return frames
+
+
+def tracking_sequences(bag: str | os.PathLike[str], cfg: DepthTrackEvalConfig | None = None) -> list[dict[str, Any]]:
+    """The tracking sequences ``evaluate_depthtrack`` scores on ``bag``, without its depth pass: ``longest_runs``
+    entries plus ``frames`` (the camera's images, in order) and ``stamps`` (their set stamps, ns)."""
+    cfg = cfg or DepthTrackEvalConfig()
+    tracks: dict[tuple[int, int], dict[int, np.ndarray]] = {}
+    stamps: list[int] = []
+    with BagReader(bag) as reader:
+        total = reader.num_sets if cfg.max_sets == 0 else min(cfg.max_sets, reader.num_sets)
+        for i, s in enumerate(reader.samples()):
+            if i >= total:
+                break
+            stamps.append(s.stamp_ns)
+            add_visible(tracks, i, s.annotations, cfg)
+        runs = longest_runs(tracks, cfg)
+        frames = run_frames(reader, runs, total)
+    return [{**r, "frames": [frames[(r["camera"], i)] for i in r["sets"]], "stamps": [stamps[i] for i in r["sets"]]}
+            for r in runs]
 
 
 def box_ious(pred: np.ndarray, gt: np.ndarray) -> np.ndarray:

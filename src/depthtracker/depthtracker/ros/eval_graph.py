@@ -22,13 +22,14 @@ of a set alike, as the synthetic world and hardware-triggered rigs do.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +148,8 @@ def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, 
                                                                          env=env)), name="graph", daemon=True)
         runner.start()
         try:
-            with standalone_node("depthtracker_eval", stop_play) as (node, executor):
+            with standalone_node("depthtracker_eval", stop_play) as (node, executor), \
+                    _graph_stops_first(stop_graph, runner):
                 collector = _Collector(node, {c.frame_id: c.camera_id for c in cameras})
                 target_pub = node.create_publisher(TargetRequest, "target/set", output_qos())
                 deadline = time.monotonic() + config.startup_timeout_s
@@ -175,9 +177,10 @@ def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, 
                 spinner.start()
                 topics = [f"/cam{c.camera_id}/{k}" for c in cameras for k in ("image_raw", "camera_info")]
                 t0 = time.monotonic()
-                # the player's fresh publishers must be matched before the first image goes out
+                # the player's fresh publishers (on this node: one participant in this process, see play()) must
+                # be matched before the first image goes out
                 played = play(bag, rate=config.rate, topics=topics, reliability="reliable", stop=stop_graph,
-                              wait_subscribers_s=10.0, delay_s=config.play_delay_s)
+                              wait_subscribers_s=10.0, delay_s=config.play_delay_s, node=node)
                 log(f"[eval] played {sum(played.counts.values())} messages ({n_sets} sets) in "
                     f"{time.monotonic() - t0:.1f} s")
                 end = time.monotonic() + config.drain_s
@@ -194,6 +197,18 @@ def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, 
     out.info = {"path": "ros-graph", "device": config.device, "rate": config.rate,
                 "graph_status": status[0] if status else None}
     return out
+
+
+@contextlib.contextmanager
+def _graph_stops_first(stop: threading.Event, runner: threading.Thread) -> Iterator[None]:
+    """Stop the graph on exit. Entered after this process's node, it stops the graph before that node (its Fast DDS
+    participant) is destroyed: destroying a participant while other processes hold large-data (TCP) connections to
+    it can block for good (seen on a loaded machine: a read thread holds the channel's lock while teardown waits)."""
+    try:
+        yield
+    finally:
+        stop.set()
+        runner.join(timeout=60.0)
 
 
 def _spin_until(executor: Any, stop: threading.Event) -> None:

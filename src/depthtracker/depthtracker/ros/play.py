@@ -22,10 +22,11 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,9 +76,14 @@ def play(
     min_subscribers: int = 1,
     stop: threading.Event | None = None,
     log: Callable[[str], None] | None = None,
+    node: Any | None = None,
 ) -> PlayResult:
     """Publish the bag's messages (module docstring); returns what was published. Stops on SIGINT/SIGTERM, at the
-    end of the bag (unless ``loop``) or when ``stop`` is set."""
+    end of the bag (unless ``loop``) or when ``stop`` is set.
+
+    ``node``: publish from this node (whose executor the caller spins) instead of a node of its own; its publishers
+    are destroyed on return. A process that plays beside its own node should pass it: destroying a second Fast DDS
+    participant while the graph's nodes are connected to it over the large-data (TCP) transport can block for good."""
     if not (rate > 0 and rate < float("inf")):
         raise ValueError(f"rate must be a positive number, got {rate}")
     if not start_offset_s >= 0:
@@ -95,7 +101,7 @@ def play(
     result = PlayResult()
     wanted = None if topics is None else {absolute_topic(t) for t in topics}
 
-    with standalone_node("depthtracker_play", stop) as (node, executor), Reader(bag) as reader:
+    with _player_node(node, stop) as (node, executor), Reader(bag) as reader:
         conns, pubs = [], {}
         for c in reader.connections:
             if wanted is not None and c.topic not in wanted:
@@ -124,7 +130,7 @@ def play(
             end = time.monotonic() + wait_subscribers_s
             short = dict(waited)
             while short and not stop.is_set() and time.monotonic() < end:
-                executor.spin_once(timeout_sec=0.05)
+                _idle(executor, 0.05)
                 short = {t: p for t, p in waited.items() if p.get_subscription_count() < min_subscribers}
             if short and not stop.is_set():
                 log(f"after {wait_subscribers_s:g} s, {len(short)} topic(s) still have fewer than {min_subscribers} "
@@ -164,12 +170,36 @@ def play(
         return result
 
 
+@contextlib.contextmanager
+def _player_node(node: Any | None, stop: threading.Event) -> Iterator[tuple[Any, Any]]:
+    """(node, executor): a standalone node of its own, or the caller's ``node`` with no executor (the caller spins
+    it); the publishers play creates on the caller's node are destroyed on exit."""
+    if node is None:
+        with standalone_node("depthtracker_play", stop) as pair:
+            yield pair
+        return
+    before = set(map(id, node.publishers))
+    try:
+        yield node, None
+    finally:
+        for pub in [p for p in node.publishers if id(p) not in before]:
+            node.destroy_publisher(pub)
+
+
+def _idle(executor: Any, seconds: float) -> None:
+    """Spin our own executor for up to ``seconds``, or just wait when the caller spins the node."""
+    if executor is None:
+        time.sleep(seconds)
+    else:
+        executor.spin_once(timeout_sec=seconds)
+
+
 def _sleep_until(due: float, stop: threading.Event, executor: Any) -> None:
     while not stop.is_set():
         left = due - time.monotonic()
         if left <= 0:
             return
-        executor.spin_once(timeout_sec=min(left, 0.05))
+        _idle(executor, min(left, 0.05))
 
 
 def _publish_clock(pub: Any, stamp_ns: int) -> int:
