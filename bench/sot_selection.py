@@ -5,8 +5,9 @@ Usage::
     .venv/bin/python bench/sot_selection.py --bag out/data/val-s100 [--bag ...] --out runs/sot \\
         --variant default --variant "strict:recovery_score=0.9" [--checkpoint FILE] [--max-sequences 8]
 
-Each ``--variant NAME[:KEY=VALUE,...]`` is the shipped ``TargetTrackerConfig`` with those fields changed (``default``
-alone: unchanged). Per bag, the tracking sequences are those of ``depthtracker eval depthtrack``
+Each ``--variant NAME[:KEY=VALUE,...]`` is the shipped ``TargetTrackerConfig`` with those fields changed, and
+``runtime.FIELD=VALUE`` changes the predictor's ``DepthTrackRuntimeConfig`` (e.g. ``runtime.max_candidates=10``);
+``default`` alone is the shipped setting. Per bag, the tracking sequences are those of ``depthtracker eval depthtrack``
 (``eval.depthtrack.tracking_sequences``: per camera and object the longest visible run, the ``--max-sequences``
 longest); every variant follows every sequence with ``DepthTrackPredictor.follow`` from the ground-truth box of the
 first frame, and is scored over the remaining frames (OTB success AUC, precision at 20 px, mean IoU). The first
@@ -34,26 +35,41 @@ import yaml
 from _machine import machine  # bench/ on sys.path
 from depthtracker.eval.depthtrack import DepthTrackEvalConfig, tracking_sequences
 from depthtracker.eval.metrics import sot_metrics
+from depthtracker.models.depthtrack.config import DepthTrackRuntimeConfig
 from depthtracker.models.depthtrack.predictor import DepthTrackPredictor, default_checkpoint
 from depthtracker.tracking import TargetTrackerConfig
 
 KEYS = ("success_auc", "precision_20px", "mean_iou")
 
 
-def parse_variant(text: str) -> tuple[str, TargetTrackerConfig]:
-    """``NAME[:KEY=VALUE,...]`` -> (name, config); ``ValueError`` naming an unknown field or a bad value."""
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    name: str
+    tracker: TargetTrackerConfig
+    runtime: dict[str, Any]  # DepthTrackRuntimeConfig fields changed (``runtime.KEY=VALUE``)
+
+
+def parse_variant(text: str) -> Variant:
+    """``NAME[:KEY=VALUE,...]`` -> a ``Variant``: KEY a ``TargetTrackerConfig`` field, or ``runtime.FIELD`` of
+    ``DepthTrackRuntimeConfig`` (e.g. ``runtime.max_candidates=10``); ``ValueError`` naming an unknown field."""
     name, _, rest = text.partition(":")
     if not name:
         raise ValueError(f"--variant needs a name (NAME[:KEY=VALUE,...]), got {text!r}")
     fields = {f.name for f in dataclasses.fields(TargetTrackerConfig)}
+    runtime_fields = {f"runtime.{f.name}" for f in dataclasses.fields(DepthTrackRuntimeConfig)}
     changes: dict[str, Any] = {}
+    runtime: dict[str, Any] = {}
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")
-        if not eq or key not in fields:
+        if eq and key in runtime_fields:
+            runtime[key.removeprefix("runtime.")] = yaml.safe_load(value)
+        elif eq and key in fields:
+            changes[key] = yaml.safe_load(value)
+        else:
             raise ValueError(f"--variant {text!r}: {item!r} is not KEY=VALUE with KEY a TargetTrackerConfig field "
-                             f"({', '.join(sorted(fields))})")
-        changes[key] = yaml.safe_load(value)
-    return name, dataclasses.replace(TargetTrackerConfig(), **changes)  # __post_init__ checks the values
+                             f"({', '.join(sorted(fields))}) or runtime.FIELD of DepthTrackRuntimeConfig")
+    DepthTrackRuntimeConfig(**runtime)  # checks the values
+    return Variant(name, dataclasses.replace(TargetTrackerConfig(), **changes), runtime)
 
 
 def paired(a: list[float], b: list[float]) -> tuple[float, float]:
@@ -63,31 +79,37 @@ def paired(a: list[float], b: list[float]) -> tuple[float, float]:
     return float(d.mean()), se
 
 
-def run(bags: Sequence[Path], variants: list[tuple[str, TargetTrackerConfig]], checkpoint: Path | None,
-        max_sequences: int, device: str) -> dict[str, Any]:
+def run(bags: Sequence[Path], variants: list[Variant], checkpoint: Path | None, max_sequences: int,
+        device: str) -> dict[str, Any]:
     pred = DepthTrackPredictor.from_checkpoint(checkpoint, device=device)
+    base_runtime = pred.runtime
     cfg = DepthTrackEvalConfig(max_sequences=max_sequences, middlebury=False)
-    rows: dict[str, dict[str, list[dict[str, float]]]] = {name: {} for name, _ in variants}
+    rows: dict[str, dict[str, list[dict[str, float]]]] = {v.name: {} for v in variants}
     t0 = time.perf_counter()
     for bag in bags:
         seqs = tracking_sequences(bag, cfg)
         print(f"{bag}: {len(seqs)} sequences ({sum(len(s['sets']) for s in seqs)} frames)", flush=True)
-        for name, tcfg in variants:
+        for v in variants:
+            name = v.name
+            pred.runtime = dataclasses.replace(base_runtime, **v.runtime)
             out = rows[name].setdefault(str(bag), [])
             for s in seqs:
-                boxes = pred.follow(s["frames"], s["boxes"][0], s["stamps"], tracker_config=tcfg)
+                boxes = pred.follow(s["frames"], s["boxes"][0], s["stamps"], tracker_config=v.tracker)
                 m = sot_metrics(boxes[1:], s["boxes"][1:])
                 out.append({"camera": s["camera"], "id": s["id"], "frames": len(s["sets"]),
                             **{k: float(m[k]) for k in KEYS}})
             print(f"  {name}: success AUC {np.mean([r['success_auc'] for r in out]):.3f}", flush=True)
-    ref = variants[0][0]
+    pred.runtime = base_runtime
+    ref = variants[0].name
     summary = {}
-    for name, cfg_v in variants:
+    for v in variants:
+        name = v.name
         flat = [r for bag in bags for r in rows[name][str(bag)]]
         base = [r for bag in bags for r in rows[ref][str(bag)]]
         summary[name] = {
-            "config": {k: v for k, v in dataclasses.asdict(cfg_v).items()
-                       if v != getattr(TargetTrackerConfig(), k)},
+            "config": {**{k: x for k, x in dataclasses.asdict(v.tracker).items()
+                          if x != getattr(TargetTrackerConfig(), k)},
+                       **{f"runtime.{k}": x for k, x in v.runtime.items()}},
             **{k: float(np.mean([r[k] for r in flat])) for k in KEYS},
             **{f"{k}_minus_{ref}": paired([r[k] for r in base], [r[k] for r in flat]) for k in KEYS},
             "per_bag_success_auc": {bag: float(np.mean([r["success_auc"] for r in v]))
@@ -125,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
     variants = [parse_variant(v) for v in args.variant]
-    if len({n for n, _ in variants}) != len(variants):
+    if len({v.name for v in variants}) != len(variants):
         p.error("variant names must differ")
     report = run(args.bag, variants, args.checkpoint, args.max_sequences, args.device)
     args.out.mkdir(parents=True, exist_ok=True)
