@@ -4,27 +4,20 @@ its sparse path (not the dense fallback) at the edge size.
 No timing is asserted (timings live in bench/): latencies only have to be positive numbers.
 """
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
 from depthtracker.data.synth import SynthConfig
 from depthtracker.train import load_checkpoint
+from helpers import load_bench
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "bench" / "attention_ablation.py"
 WORLD = SynthConfig(cameras=2, width=160, height=120, fps=5.0, seconds=1.0, seed=7)
 
 
 @pytest.fixture
 def ablation(monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # as bench scripts run: bench/ on sys.path
-    spec = importlib.util.spec_from_file_location("bench_attention_ablation", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench(monkeypatch, "attention_ablation")
 
 
 def _positive(value) -> bool:

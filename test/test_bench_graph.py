@@ -5,14 +5,13 @@ No timing is asserted here (timings live in bench/); these check that the benchm
 and what came back, and writes every field the results page reads.
 """
 
-import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from helpers import requires_ros
+from helpers import load_bench, requires_ros
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "bench" / "graph.py"
@@ -20,11 +19,7 @@ SMALL = ["--cameras", "1", "--width", "64", "--height", "48", "--depth-checkpoin
 
 
 def _load(monkeypatch, name):
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # the scripts import their siblings (bench/_machine.py, ...)
-    spec = importlib.util.spec_from_file_location(f"bench_{name}", SCRIPT.parent / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_bench(monkeypatch, name)
 
 
 @pytest.fixture

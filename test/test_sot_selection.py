@@ -1,29 +1,20 @@
 """bench/sot_selection.py: variants parse (and bad ones are named), sequences are those of the eval command, and the
 paired differences are computed against the first variant on the same sequences."""
 
-import importlib.util
 import json
 import math
-import sys
-from pathlib import Path
 
 import pytest
 from depthtracker.data.synth import SynthConfig
 from depthtracker.eval.depthtrack import DepthTrackEvalConfig, tracking_sequences
+from helpers import load_bench
 
-REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "bench" / "sot_selection.py"
 WORLD = SynthConfig(cameras=2, width=160, height=120, fps=5.0, seconds=1.6, seed=11)
 
 
 @pytest.fixture
 def bench(monkeypatch):
-    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # as bench scripts run: bench/ on sys.path
-    spec = importlib.util.spec_from_file_location("bench_sot_selection", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)  # its dataclass resolves annotations through sys.modules
-    spec.loader.exec_module(module)
-    return module
+    return load_bench(monkeypatch, "sot_selection")
 
 
 def test_variants_parse_and_bad_ones_are_named(bench):
