@@ -92,6 +92,17 @@ def test_play_rate_is_respected(ros_env, synth_bag, rate):
 
 @requires_ros
 @pytest.mark.ros
+def test_play_waits_for_subscribers_then_plays_anyway(ros_env, synth_bag):
+    t = time.monotonic()
+    res = subprocess.run([*CMD, "play", str(synth_bag), "--rate", "5", "--wait-subscribers", "1.5", "--subscribers",
+                          "2"], env=ros_env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert time.monotonic() - t > 1.5 and "fewer than 2 subscriber(s)" in res.stderr and "playing anyway" in res.stderr
+    assert _played(res.stdout)[0] == 80  # nobody listens: the wait ran out, then the whole bag was played
+
+
+@requires_ros
+@pytest.mark.ros
 def test_play_offset_topics_and_errors(ros_env, synth_bag, tmp_path):
     res = subprocess.run([*CMD, "play", str(synth_bag), "--rate", "5", "--start-offset", "0.5", "--topics",
                           "/cam0/image_raw", "cam1/image_raw"], env=ros_env, capture_output=True, text=True,

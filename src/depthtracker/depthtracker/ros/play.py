@@ -128,10 +128,11 @@ def play(
         if wait_subscribers_s > 0:  # every topic matched by its subscribers (reliable ones then lose nothing)
             waited = {t: p for t, p in pubs.items() if t != "/tf_static"}  # latched: late subscribers still get it
             end = time.monotonic() + wait_subscribers_s
-            short = dict(waited)
-            while short and not stop.is_set() and time.monotonic() < end:
-                _idle(executor, 0.05)
+            while True:
                 short = {t: p for t, p in waited.items() if p.get_subscription_count() < min_subscribers}
+                if not short or stop.is_set() or time.monotonic() >= end:
+                    break
+                _idle(executor, 0.05)
             if short and not stop.is_set():
                 log(f"after {wait_subscribers_s:g} s, {len(short)} topic(s) still have fewer than {min_subscribers} "
                     f"subscriber(s) (e.g. {next(iter(short))}: {next(iter(short.values())).get_subscription_count()}); "
