@@ -18,23 +18,19 @@ SCRIPT = REPO / "bench" / "graph.py"
 SMALL = ["--cameras", "1", "--width", "64", "--height", "48", "--depth-checkpoint", "none", "--device", "cpu"]
 
 
-def _load(monkeypatch, name):
-    return load_bench(monkeypatch, name)
-
-
 @pytest.fixture
 def graph_module(monkeypatch):
-    return _load(monkeypatch, "graph")
+    return load_bench(monkeypatch, "graph")
 
 
 @pytest.fixture
 def graph_ros(monkeypatch):
-    return _load(monkeypatch, "graph_ros")
+    return load_bench(monkeypatch, "graph_ros")
 
 
 @pytest.fixture
 def graph_sets(monkeypatch):
-    return _load(monkeypatch, "graph_sets")
+    return load_bench(monkeypatch, "graph_sets")
 
 
 # Runs the script as __main__, then fails when rclpy was imported: the in-process path must run without ROS wheels.
