@@ -21,6 +21,7 @@ from depthtracker.configio import load_config
 from depthtracker.data.synth import SynthConfig
 from depthtracker.ros import launcher
 from depthtracker.ros.launch_plan import (
+    PLAYED_LINE,
     STAGE_NODES,
     STAGE_RECORD,
     STAGE_SOURCES,
@@ -310,6 +311,33 @@ def test_play_finishing_keeps_graph_or_stops_it():
     assert time.monotonic() - t < 5.0
 
 
+@pytest.mark.parametrize("stop_when_played", [True, False])
+def test_player_blocked_after_its_bag_is_killed_and_counted(stop_when_played):
+    """A player that printed PLAYED_LINE and then hangs (a blocked DDS teardown) is killed after its grace; the bag
+    counts as played: --stop-when-played stops the graph, status 0; otherwise the graph runs on."""
+    code = f"import time\nprint({PLAYED_LINE + ': 8 messages'!r}, flush=True)\nwhile True: time.sleep(1)"
+    hung = dataclasses.replace(py("play", code, STAGE_SOURCES, respawn=False), done_line=PLAYED_LINE,
+                               exit_grace_s=0.5)
+    log = Log()
+    t = time.monotonic()
+    status = run_children([hung, py("tracking", SLEEPER)], duration_s=20.0 if stop_when_played else 3.0,
+                          stop_when_played=stop_when_played, log=log)
+    assert status == 0, log
+    assert any("play finished its work" in str(line) and "(a blocked teardown); killing it" in str(line)
+               for line in log), log
+    if stop_when_played:
+        assert "[launch] play finished the bag; shutting the graph down (--stop-when-played)" in log
+        assert time.monotonic() - t < 10.0
+    else:
+        assert "[launch] play finished the bag; the graph keeps running until stopped" in log
+        assert time.monotonic() - t > 2.9
+    # without the line the same process is a player still playing: nothing kills it before the stop
+    log = Log()
+    playing = dataclasses.replace(hung, argv=(sys.executable, "-c", code.replace(PLAYED_LINE, "playing")))
+    assert run_children([playing], duration_s=1.5, log=log) == 0
+    assert not any("killing it" in str(line) for line in log), log
+
+
 # -- the real graph: ingest + tracking on small synthetic cameras (the perception node is tested by its owner) -----
 TINY = "synth:\n  ros__parameters:\n    cameras: 2\n    width: 160\n    height: 120\n    fps: 10.0\n" \
        "    num_objects: 2\n"
@@ -445,6 +473,7 @@ def test_bag_replay_through_the_graph(ros_env, tiny_bag, tmp_path):
                           "--record", str(out), "--for", "40"], env=ros_env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr[-4000:]
     assert "[launch] play finished the bag; shutting the graph down (--stop-when-played)" in res.stderr
+    assert f"[play] {PLAYED_LINE}: " in res.stderr  # the launcher's cue that only teardown is left
     counts = receive_times(out)
     # the player waited for the recorder: it heard the bag from the start (best-effort camera topics: allow a loss)
     assert len(counts["/cam2/image_raw"]) >= 8 and "/tracks" in counts, res.stderr[-4000:]

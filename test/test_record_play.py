@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from depthtracker.data.synth import SynthConfig
+from depthtracker.ros.launch_plan import PLAYED_LINE
 from helpers import requires_ros
 from rosbags.rosbag2 import Reader
 
@@ -99,6 +100,7 @@ def test_play_waits_for_subscribers_then_plays_anyway(ros_env, synth_bag):
     assert res.returncode == 0, res.stderr[-2000:]
     assert time.monotonic() - t > 1.5 and "fewer than 2 subscriber(s)" in res.stderr and "playing anyway" in res.stderr
     assert _played(res.stdout)[0] == 80  # nobody listens: the wait ran out, then the whole bag was played
+    assert f"{PLAYED_LINE}: 80 messages" in res.stderr  # the launcher's cue, logged before the teardown
 
 
 @requires_ros

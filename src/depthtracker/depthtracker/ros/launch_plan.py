@@ -30,7 +30,8 @@ import yaml
 
 from depthtracker.configio import config_dir, from_mapping, load_yaml
 
-__all__ = ["GraphSpec", "LaunchPlan", "Child", "load_graph", "make_plan", "NODES", "PLAY_DELAY_S", "RECORD_WAIT_S"]
+__all__ = ["GraphSpec", "LaunchPlan", "Child", "load_graph", "make_plan", "NODES", "PLAY_DELAY_S", "PLAYED_LINE",
+           "RECORD_WAIT_S"]
 
 NODES = ("ingest", "perception", "tracking")
 MODULES = {"ingest": "depthtracker.ros.ingest", "perception": "depthtracker.ros.perception_node",
@@ -40,6 +41,7 @@ RECORD_WAIT_S = 30.0  # the recorder waits this long for every topic to appear (
 # The player waits this long (at most) for the recorder and the perception node to subscribe to every camera topic.
 PLAY_WAIT_S = RECORD_WAIT_S + 10.0
 _PLAYED_TOPIC = re.compile(r"^(/cam\d+/(image_raw|camera_info)|/tf_static)$")  # what a bag source publishes
+PLAYED_LINE = "played the whole bag"  # what `depthtracker play` logs once the bag is out, before its teardown
 STAGE_SOURCES, STAGE_NODES, STAGE_RECORD = 0, 1, 2  # shutdown order: sources first, the recorder last
 
 _NAMESPACE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(/[A-Za-z_][A-Za-z0-9_]*)*)?$")
@@ -111,6 +113,11 @@ class Child:
     stage: int  # shutdown order (STAGE_*): lower stops first
     respawn: bool  # restarted after an unexpected exit (nodes of a graph with respawn on)
     files: tuple[tuple[Path, str], ...] = ()  # (path, text) to write before it first starts (namespaced params)
+    # A line (its start) the child prints when its work is done; from then on it has ``exit_grace_s`` to exit, after
+    # which the launcher kills it and counts it as finished (the player: a blocked DDS teardown must not hold the
+    # graph). None: no such line.
+    done_line: str | None = None
+    exit_grace_s: float = 15.0
 
 
 @dataclass(frozen=True)
@@ -264,7 +271,8 @@ class LaunchPlan:
             subscribers = int(self.record is not None) + int(g.enable_perception)
             if subscribers:
                 argv += ["--wait-subscribers", f"{PLAY_WAIT_S:g}", "--subscribers", str(subscribers)]
-            out.append(Child("play", tuple(argv + (["--clock"] if g.use_sim_time else [])), STAGE_SOURCES, False))
+            out.append(Child("play", tuple(argv + (["--clock"] if g.use_sim_time else [])), STAGE_SOURCES, False,
+                             done_line=PLAYED_LINE))
         if not out:
             raise ValueError("the graph starts no process: enable a node, give --camera bag:PATH or --record")
         return out

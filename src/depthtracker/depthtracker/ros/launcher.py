@@ -16,7 +16,9 @@ graph (``depthtracker.ros.launch_plan``); this module runs it and keeps it runni
   recorded graph stored) once the perception node and the recorder subscribe to them (``LaunchPlan.children``); its
   finishing is not an error: the graph keeps running (the nodes stay up,
   idle) until ``duration_s``, a signal or ``stop``; with ``stop_when_played`` it shuts down once the bag is played.
-  The player or the recorder failing shuts the graph down with status 1;
+  The player or the recorder failing shuts the graph down with status 1. A child that printed its ``done_line``
+  (the player's ``PLAYED_LINE``) and has not exited ``exit_grace_s`` later is killed and counted as finished: its
+  work is done and only its DDS teardown is left, which can block for good;
 * shutdown (SIGINT / SIGTERM to the launcher, ``duration_s`` elapsed, ``stop`` set, or a failure) is ordered: SIGINT
   to the sources (ingest / play), then to perception and tracking, then to the recorder, so the bag holds everything
   up to the end and is closed last; each stage gets ``STOP_TIMEOUT_S`` before SIGTERM, then ``KILL_TIMEOUT_S``
@@ -65,6 +67,7 @@ class _Running:
     restart_at: float | None = None  # monotonic time of a pending respawn
     started_at: float = 0.0  # monotonic time of the last start
     quick_exits: int = 0  # exits in a row within QUICK_EXIT_S of the start
+    done_at: float | None = None  # monotonic time the child printed its ``done_line``
 
 
 def _pdeathsig() -> Callable[[], None] | None:
@@ -101,18 +104,35 @@ class _Supervisor:
     def start(self, r: _Running) -> None:
         r.proc = subprocess.Popen(r.child.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                   stderr=subprocess.STDOUT, env=self.env, process_group=0, preexec_fn=self.preexec)
-        r.restart_at, r.started_at = None, time.monotonic()
-        r.reader = threading.Thread(target=self._pump, args=(r.child.name, r.proc.stdout),
+        r.restart_at, r.started_at, r.done_at = None, time.monotonic(), None
+        r.reader = threading.Thread(target=self._pump, args=(r, r.proc.stdout),
                                     name=f"launch-{r.child.name}", daemon=True)
         r.reader.start()
         self.log(f"[launch] started {r.child.name} (pid {r.proc.pid})")
         if self.on_start is not None:
             self.on_start(r.child.name, r.proc.pid)
 
-    def _pump(self, name: str, stream: IO[bytes]) -> None:
+    def _pump(self, r: _Running, stream: IO[bytes]) -> None:
+        done = r.child.done_line
         for raw in iter(stream.readline, b""):
-            self.log(f"[{name}] {raw.decode(errors='replace').rstrip()}")
+            line = raw.decode(errors="replace").rstrip()
+            if done is not None and r.done_at is None and line.startswith(done):
+                r.done_at = time.monotonic()
+            self.log(f"[{r.child.name}] {line}")
         stream.close()
+
+    def _overdue(self, r: _Running) -> bool:
+        """The child said its work is done (``done_line``) more than ``exit_grace_s`` ago and is still running."""
+        return r.done_at is not None and time.monotonic() - r.done_at > r.child.exit_grace_s
+
+    def _kill_done(self, r: _Running) -> int:
+        """Kill a child whose work is done but which does not exit (a blocked teardown); 0, its work counted."""
+        self.log(f"[launch] {r.child.name} finished its work {time.monotonic() - r.done_at:.0f} s ago but has not "
+                 "exited (a blocked teardown); killing it")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(r.proc.pid, signal.SIGKILL)
+        self._reap(r)
+        return 0
 
     def _reap(self, r: _Running) -> int:
         status = r.proc.wait()
@@ -131,6 +151,8 @@ class _Supervisor:
             for r in self.children:
                 if r.proc is not None and r.proc.poll() is not None:
                     failure = self._exited(r, self._reap(r), stop_when_played, stop) or failure
+                elif r.proc is not None and self._overdue(r):
+                    failure = self._exited(r, self._kill_done(r), stop_when_played, stop) or failure
                 elif r.restart_at is not None and time.monotonic() >= r.restart_at and not stop.is_set():
                     self.start(r)
             time.sleep(POLL_S)
@@ -193,8 +215,9 @@ class _Supervisor:
                         break
                     time.sleep(POLL_S)
             for r in group:
+                done = r.done_at is not None
                 code = self._reap(r)
-                if code not in _STOPPED:
+                if code not in _STOPPED and not (done and code == -signal.SIGKILL):  # done, then blocked: not lost
                     self.log(f"[launch] {r.child.name} exited with status {code} while stopping")
                     status = 1
                 if r.child.name == "record" and code != 0:

@@ -34,6 +34,7 @@ from typing import Any
 from rosbags.rosbag2 import Reader
 
 from depthtracker.data.bags import BagError
+from depthtracker.ros.launch_plan import PLAYED_LINE
 from depthtracker.ros.qos import camera_qos, latched_qos, output_qos
 from depthtracker.ros.record import absolute_topic, message_class
 from depthtracker.ros.runtime import standalone_node
@@ -168,6 +169,8 @@ def play(
         result.counts = dict(counts)
         # Give reliable subscribers a moment to fetch the last messages before the publishers go away.
         _sleep_until(time.monotonic() + 0.3, threading.Event(), executor)
+        if not stop.is_set():  # the launcher's cue (Child.done_line): what follows is teardown only
+            log(f"{PLAYED_LINE}: {sum(counts.values())} messages")
         return result
 
 
