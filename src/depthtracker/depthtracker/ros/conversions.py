@@ -110,11 +110,12 @@ def detections_from_msgs(dets: list, camera_id: int, stamp_ns: int) -> Detection
 
 
 def diagnostic_status(name: str, level: int, message: str, hardware_id: str, values: dict[str, object]):
-    """A ``diagnostic_msgs/DiagnosticStatus`` with ``values`` as key/value strings."""
+    """A ``diagnostic_msgs/DiagnosticStatus`` with ``values`` as key/value strings (a list or tuple as ``0,1,2``)."""
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 
     status = DiagnosticStatus(level=level, name=name, message=message, hardware_id=hardware_id)
-    status.values = [KeyValue(key=str(k), value=str(v)) for k, v in values.items()]
+    status.values = [KeyValue(key=str(k), value=",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
+                     for k, v in values.items()]
     return status
 
 
