@@ -77,6 +77,32 @@ def test_train_writes_a_checkpoint_that_resumes(bag, trained):
     assert parse_overrides(["attention=nsa", "depth=2"]) == {"attention": "nsa", "depth": 2}
 
 
+def test_init_fine_tunes_a_checkpoint(bag, trained, tmp_path):
+    """--init starts from a checkpoint's weights and architecture (--set on top) and records where it came from."""
+    _, path = trained
+    init_state, init_side = load_checkpoint(path)
+    out = tmp_path / "ft"
+    args = _cli().parse_args(["train", "depthtrack", "--bag", str(bag), "--out", str(out), "--init", str(path),
+                              "--max-steps", "1", "--batch-size", "4", "--lr", "1e-12", "--set", "depth_weight=0.5",
+                              "--no-progress"])
+    assert args.func(args) == 0
+    state, side = load_checkpoint(out / "last")
+    assert side["model_config"] == {**init_side["model_config"], "depth_weight": 0.5}
+    assert side["data_manifest"]["init"]["weights_sha256"] == init_side["weights_sha256"]
+    # at a negligible learning rate the fine-tuned weights are the initial ones, not a fresh initialisation
+    assert max(float((state[k] - init_state[k]).abs().max()) for k in init_state) < 1e-6
+    fresh, _ = load_checkpoint(train_depthtrack([bag], tmp_path / "fresh", overrides=TINY, max_steps=1, batch_size=4,
+                                                lr=1e-12, progress=False, seed=1))
+    assert max(float((fresh[k] - init_state[k]).abs().max()) for k in init_state) > 1e-2
+    with pytest.raises(SystemExit):  # argparse: the checkpoint fixes the architecture
+        _cli().parse_args(["train", "depthtrack", "--bag", str(bag), "--init", str(path), "--preset", "edge"])
+    with pytest.raises(ValueError, match="exclude each other"):
+        train_depthtrack([bag], tmp_path / "x", preset="edge", init=path, progress=False)
+    with pytest.raises(ValueError, match="do not fit this DepthTrack config"):
+        train_depthtrack([bag], tmp_path / "y", preset=None, init=path, overrides={"dim": 48}, max_steps=1,
+                         progress=False)
+
+
 def test_eval_report_has_model_and_baseline_keys(bag, trained, tmp_path):
     _, path = trained
     args = _cli().parse_args(["eval", "depthtrack", "--bag", str(bag), "--checkpoint", str(path), "--out",

@@ -3,6 +3,8 @@
 Usage::
 
     path = train_depthtrack(["data/world"], "runs/depthtrack", preset="edge", epochs=20)
+    # fine-tune the shipped model on one's own bags
+    path = train_depthtrack(["data/run1"], "runs/ft", preset=None, init="models/depthtrack-edge.safetensors")
     # several processes or GPUs: torchrun --nproc_per_node=N -m depthtracker.cli train depthtrack --bag ...
 
 Each step trains both tasks on one batch (one forward, as DDP needs): every camera of a set for depth and one
@@ -33,7 +35,8 @@ from depthtracker.data.depth_datasets import (
 from depthtracker.models.depthtrack import DepthTrack, DepthTrackConfig, DepthTrackCriterion, decode_sot
 from depthtracker.train.engine import FitResult, TrainConfig, fit
 
-__all__ = ["build_model_config", "data_config_for", "train_depthtrack", "fit_depthtrack", "quick_metrics"]
+__all__ = ["build_model_config", "data_config_for", "init_from_checkpoint", "train_depthtrack", "fit_depthtrack",
+           "quick_metrics"]
 
 
 def build_model_config(preset: str = "edge", overrides: Mapping[str, Any] | None = None) -> DepthTrackConfig:
@@ -44,6 +47,26 @@ def build_model_config(preset: str = "edge", overrides: Mapping[str, Any] | None
     if unknown:
         raise ValueError(f"unknown DepthTrack config field(s) {unknown}; allowed: {sorted(fields)}")
     return DepthTrackConfig.from_preset(preset, **overrides)
+
+
+def init_from_checkpoint(path: str | os.PathLike[str],
+                         overrides: Mapping[str, Any] | None = None) -> tuple[DepthTrackConfig, dict[str, torch.Tensor],
+                                                                            dict[str, Any]]:
+    """``(config, weights, provenance)`` to fine-tune a checkpoint: its own model config (the architecture is
+    fixed by the weights) with ``overrides`` on top, e.g. ``attention_backend`` or loss weights."""
+    from depthtracker.train.checkpoints import load_checkpoint
+
+    state, side = load_checkpoint(path)
+    if "model_config" not in side:
+        raise ValueError(f"--init {path}: its sidecar has no model_config; is it a DepthTrack checkpoint?")
+    base = DepthTrackConfig.from_dict(side["model_config"]).to_dict()
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - set(base))
+    if unknown:
+        raise ValueError(f"unknown DepthTrack config field(s) {unknown}; allowed: {sorted(base)}")
+    config = DepthTrackConfig.from_dict({**base, **overrides})
+    return config, state, {"checkpoint": str(path), "weights_sha256": side.get("weights_sha256"),
+                           "git_revision": side.get("git_revision")}
 
 
 def data_config_for(model: DepthTrackConfig, augment: bool, seed: int = 0, **overrides: Any) -> DepthTrackDataConfig:
@@ -100,10 +123,24 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def fit_depthtrack(train_set: DepthTrackDataset, model_cfg: DepthTrackConfig, train_cfg: TrainConfig,
                    val_set: DepthTrackDataset | None = None, resume: bool = False,
-                   device: str | torch.device | None = None) -> FitResult:
-    """Build the model and criterion and run ``engine.fit`` on ready datasets (tests call this directly)."""
+                   device: str | torch.device | None = None, init_weights: Mapping[str, torch.Tensor] | None = None,
+                   init_info: Mapping[str, Any] | None = None) -> FitResult:
+    """Build the model and criterion and run ``engine.fit`` on ready datasets (tests call this directly).
+
+    ``init_weights``: start from these weights (fine-tuning; ``init_from_checkpoint``) instead of a random
+    initialisation; ``init_info`` is recorded in the data manifest as ``init``."""
     torch.manual_seed(train_cfg.seed)
     model = DepthTrack(model_cfg)
+    if init_weights is not None:
+        try:
+            missing, unexpected = model.load_state_dict(dict(init_weights), strict=False)
+            problem = f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+        except RuntimeError as exc:  # tensor shapes differ
+            missing, unexpected = [None], []
+            problem = " ".join(line.strip() for line in str(exc).splitlines()[:2])
+        if missing or unexpected:
+            raise ValueError(f"the initial weights do not fit this DepthTrack config ({problem}); a --set that changes "
+                             "the architecture cannot start from them")
     criterion = DepthTrackCriterion(model_cfg)
 
     def loss_fn(net: torch.nn.Module, batch: DepthTrackBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -116,24 +153,40 @@ def fit_depthtrack(train_set: DepthTrackDataset, model_cfg: DepthTrackConfig, tr
             return quick_metrics(m, val_set)
 
     manifest = {"train": train_set.manifest(), "val": val_set.manifest() if val_set is not None else None}
+    if init_weights is not None:
+        manifest["init"] = dict(init_info or {})
     return fit(model, loss_fn, train_set, train_cfg, collate_fn=collate_depthtrack, evaluate=evaluate,
                model_config=model_cfg.to_dict(), manifest=manifest, resume=resume, device=device)
 
 
 def train_depthtrack(bags: Sequence[str | os.PathLike[str]], out_dir: str | os.PathLike[str] = "runs/depthtrack",
-                     preset: str = "edge", overrides: Mapping[str, Any] | None = None, epochs: int = 10,
+                     preset: str | None = "edge", overrides: Mapping[str, Any] | None = None, epochs: int = 10,
                      max_steps: int = 0, batch_size: int = 8, lr: float = 1e-3,
                      val_bag: str | os.PathLike[str] | None = None,
                      eval_every: int = 1, resume: bool = False, seed: int = 0, progress: bool = True,
-                     num_workers: int = 0, ema_decay: float = 0.999, device: str | torch.device | None = None) -> Path:
+                     num_workers: int = 0, ema_decay: float = 0.999, device: str | torch.device | None = None,
+                     init: str | os.PathLike[str] | None = None) -> Path:
     """Train from bags into ``out_dir``; returns the path of ``last.safetensors`` (the EMA weights).
 
     ``overrides`` are DepthTrackConfig fields on top of ``preset``. ``val_bag`` (optional) is scored every
-    ``eval_every`` epochs with :func:`quick_metrics`; ``best.*`` keeps the best ``delta1``.
+    ``eval_every`` epochs with :func:`quick_metrics`; ``best.*`` keeps the best ``delta1``. ``init``: fine-tune
+    this checkpoint (e.g. the shipped ``models/depthtrack-edge.safetensors`` on one's own bags): its weights and
+    model config (``overrides`` on top; ``preset`` must then be None), a fresh optimizer and schedule, and no
+    temporal-gap curriculum (the checkpoint went through it: gaps up to ``max_gap`` from the first epoch).
     """
     paths = _check_bags(bags)
-    model_cfg = build_model_config(preset, overrides)
-    train_set = DepthTrackDataset(paths, data_config_for(model_cfg, augment=True, seed=seed), progress=progress)
+    weights = info = None
+    if init is not None:
+        if preset is not None:
+            raise ValueError(f"--init {init} and --preset {preset} exclude each other: the checkpoint fixes the "
+                             "architecture (change fields with --set)")
+        model_cfg, weights, info = init_from_checkpoint(init, overrides)
+    else:
+        model_cfg = build_model_config(preset or "edge", overrides)
+    # A fine-tuned model has been through the temporal-gap curriculum: every gap up to max_gap from the start.
+    extra = {"curriculum_epochs": 0} if init is not None else {}
+    train_set = DepthTrackDataset(paths, data_config_for(model_cfg, augment=True, seed=seed, **extra),
+                                  progress=progress)
     val_set = None
     if val_bag is not None:
         val_set = DepthTrackDataset(_check_bags([val_bag]), data_config_for(model_cfg, augment=False, seed=seed))
@@ -142,5 +195,6 @@ def train_depthtrack(bags: Sequence[str | os.PathLike[str]], out_dir: str | os.P
                       ema_decay=ema_decay, ema_ramp_steps=200.0, eval_every=eval_every,
                       best_metric="delta1" if val_set is not None else "", out_dir=str(out_dir), seed=seed,
                       progress=progress, grad_clip=1.0)
-    result = fit_depthtrack(train_set, model_cfg, cfg, val_set, resume=resume, device=device)
+    result = fit_depthtrack(train_set, model_cfg, cfg, val_set, resume=resume, device=device, init_weights=weights,
+                            init_info=info)
     return Path(out_dir) / "last.safetensors" if result.last_checkpoint is None else result.last_checkpoint

@@ -43,7 +43,11 @@ def register_train(models: argparse._SubParsersAction) -> argparse.ArgumentParse
     )
     p.add_argument("--bag", action="append", required=True, type=Path, help="training bag (repeat for several)")
     p.add_argument("--val-bag", type=Path, default=None, help="validation bag scored every --eval-every epochs")
-    p.add_argument("--preset", choices=("edge", "base"), default="edge", help="architecture preset (default edge)")
+    arch = p.add_mutually_exclusive_group()
+    arch.add_argument("--preset", choices=("edge", "base"), default=None, help="architecture preset (default edge)")
+    arch.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
+                      help="fine-tune this checkpoint (its weights and architecture; --set still applies), e.g. "
+                      "models/depthtrack-edge.safetensors on your own bags")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="override a model config field (YAML value), e.g. --set attention=nsa; repeatable")
     p.add_argument("--out", type=Path, default=Path("runs/depthtrack"), help="output folder (default runs/depthtrack)")
@@ -64,7 +68,8 @@ def register_train(models: argparse._SubParsersAction) -> argparse.ArgumentParse
 def _run_train(args: argparse.Namespace) -> int:
     from depthtracker.train.depthtrack import train_depthtrack
 
-    path = train_depthtrack(args.bag, args.out, preset=args.preset, overrides=parse_overrides(args.set),
+    preset = None if args.init is not None else (args.preset or "edge")
+    path = train_depthtrack(args.bag, args.out, preset=preset, init=args.init, overrides=parse_overrides(args.set),
                             epochs=args.epochs, max_steps=args.max_steps, batch_size=args.batch_size, lr=args.lr,
                             val_bag=args.val_bag, eval_every=args.eval_every, resume=args.resume, seed=args.seed,
                             progress=not args.no_progress, num_workers=args.workers)
