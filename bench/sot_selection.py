@@ -5,8 +5,10 @@ Usage::
     .venv/bin/python bench/sot_selection.py --bag out/data/val-s100 [--bag ...] --out runs/sot \\
         --variant default --variant "strict:recovery_score=0.9" [--checkpoint FILE] [--max-sequences 8]
 
-Each ``--variant NAME[:KEY=VALUE,...]`` is the shipped ``TargetTrackerConfig`` with those fields changed, and
-``runtime.FIELD=VALUE`` changes the predictor's ``DepthTrackRuntimeConfig`` (e.g. ``runtime.max_candidates=10``);
+Each ``--variant NAME[:KEY=VALUE,...]`` is the shipped ``TargetTrackerConfig`` with those fields changed,
+``runtime.FIELD=VALUE`` changes the predictor's ``DepthTrackRuntimeConfig`` (e.g. ``runtime.max_candidates=10``) and
+``checkpoint=FILE`` runs that variant on another DepthTrack checkpoint than ``--checkpoint`` (two trainings compared
+on the same sequences: ``--variant shipped --variant "tuned:checkpoint=runs/ft/last.safetensors"``);
 ``default`` alone is the shipped setting. Per bag, the tracking sequences are those of ``depthtracker eval depthtrack``
 (``eval.depthtrack.tracking_sequences``: per camera and object the longest visible run, the ``--max-sequences``
 longest); every variant follows every sequence with ``DepthTrackPredictor.follow`` from the ground-truth box of the
@@ -47,11 +49,13 @@ class Variant:
     name: str
     tracker: TargetTrackerConfig
     runtime: dict[str, Any]  # DepthTrackRuntimeConfig fields changed (``runtime.KEY=VALUE``)
+    checkpoint: Path | None = None  # ``checkpoint=FILE``; None: the run's --checkpoint
 
 
 def parse_variant(text: str) -> Variant:
-    """``NAME[:KEY=VALUE,...]`` -> a ``Variant``: KEY a ``TargetTrackerConfig`` field, or ``runtime.FIELD`` of
-    ``DepthTrackRuntimeConfig`` (e.g. ``runtime.max_candidates=10``); ``ValueError`` naming an unknown field."""
+    """``NAME[:KEY=VALUE,...]`` -> a ``Variant``: KEY a ``TargetTrackerConfig`` field, ``runtime.FIELD`` of
+    ``DepthTrackRuntimeConfig`` (e.g. ``runtime.max_candidates=10``) or ``checkpoint``; ``ValueError`` naming an
+    unknown field or a checkpoint file that is not there."""
     name, _, rest = text.partition(":")
     if not name:
         raise ValueError(f"--variant needs a name (NAME[:KEY=VALUE,...]), got {text!r}")
@@ -59,17 +63,23 @@ def parse_variant(text: str) -> Variant:
     runtime_fields = {f"runtime.{f.name}" for f in dataclasses.fields(DepthTrackRuntimeConfig)}
     changes: dict[str, Any] = {}
     runtime: dict[str, Any] = {}
+    checkpoint = None
     for item in filter(None, rest.split(",")):
         key, eq, value = item.partition("=")
-        if eq and key in runtime_fields:
+        if eq and key == "checkpoint":
+            checkpoint = Path(value)
+            if not checkpoint.is_file():
+                raise ValueError(f"--variant {text!r}: checkpoint {value!r} is not a file (give the .safetensors "
+                                 "written by 'depthtracker train depthtrack', its .json beside it)")
+        elif eq and key in runtime_fields:
             runtime[key.removeprefix("runtime.")] = yaml.safe_load(value)
         elif eq and key in fields:
             changes[key] = yaml.safe_load(value)
         else:
             raise ValueError(f"--variant {text!r}: {item!r} is not KEY=VALUE with KEY a TargetTrackerConfig field "
-                             f"({', '.join(sorted(fields))}) or runtime.FIELD of DepthTrackRuntimeConfig")
+                             f"({', '.join(sorted(fields))}), runtime.FIELD of DepthTrackRuntimeConfig or checkpoint")
     DepthTrackRuntimeConfig(**runtime)  # checks the values
-    return Variant(name, dataclasses.replace(TargetTrackerConfig(), **changes), runtime)
+    return Variant(name, dataclasses.replace(TargetTrackerConfig(), **changes), runtime, checkpoint)
 
 
 def paired(a: list[float], b: list[float]) -> tuple[float, float]:
@@ -81,8 +91,8 @@ def paired(a: list[float], b: list[float]) -> tuple[float, float]:
 
 def run(bags: Sequence[Path], variants: list[Variant], checkpoint: Path | None, max_sequences: int,
         device: str) -> dict[str, Any]:
-    pred = DepthTrackPredictor.from_checkpoint(checkpoint, device=device)
-    base_runtime = pred.runtime
+    predictors = {ckpt: DepthTrackPredictor.from_checkpoint(ckpt, device=device)
+                  for ckpt in dict.fromkeys(v.checkpoint or checkpoint for v in variants)}
     cfg = DepthTrackEvalConfig(max_sequences=max_sequences, middlebury=False)
     rows: dict[str, dict[str, list[dict[str, float]]]] = {v.name: {} for v in variants}
     t0 = time.perf_counter()
@@ -91,6 +101,8 @@ def run(bags: Sequence[Path], variants: list[Variant], checkpoint: Path | None, 
         print(f"{bag}: {len(seqs)} sequences ({sum(len(s['sets']) for s in seqs)} frames)", flush=True)
         for v in variants:
             name = v.name
+            pred = predictors[v.checkpoint or checkpoint]
+            base_runtime = pred.runtime
             pred.runtime = dataclasses.replace(base_runtime, **v.runtime)
             out = rows[name].setdefault(str(bag), [])
             for s in seqs:
@@ -98,8 +110,8 @@ def run(bags: Sequence[Path], variants: list[Variant], checkpoint: Path | None, 
                 m = sot_metrics(boxes[1:], s["boxes"][1:])
                 out.append({"camera": s["camera"], "id": s["id"], "frames": len(s["sets"]),
                             **{k: float(m[k]) for k in KEYS}})
+            pred.runtime = base_runtime
             print(f"  {name}: success AUC {np.mean([r['success_auc'] for r in out]):.3f}", flush=True)
-    pred.runtime = base_runtime
     ref = variants[0].name
     summary = {}
     for v in variants:
@@ -109,14 +121,16 @@ def run(bags: Sequence[Path], variants: list[Variant], checkpoint: Path | None, 
         summary[name] = {
             "config": {**{k: x for k, x in dataclasses.asdict(v.tracker).items()
                           if x != getattr(TargetTrackerConfig(), k)},
-                       **{f"runtime.{k}": x for k, x in v.runtime.items()}},
+                       **{f"runtime.{k}": x for k, x in v.runtime.items()},
+                       **({"checkpoint": str(v.checkpoint)} if v.checkpoint else {})},
             **{k: float(np.mean([r[k] for r in flat])) for k in KEYS},
             **{f"{k}_minus_{ref}": paired([r[k] for r in base], [r[k] for r in flat]) for k in KEYS},
             "per_bag_success_auc": {bag: float(np.mean([r["success_auc"] for r in v]))
                                     for bag, v in rows[name].items()},
             "sequences": len(flat),
         }
-    return {"machine": machine(), "checkpoint": str(checkpoint or default_checkpoint()), "device": str(pred.device),
+    device_used = next(iter(predictors.values())).device
+    return {"machine": machine(), "checkpoint": str(checkpoint or default_checkpoint()), "device": str(device_used),
             "bags": [str(b) for b in bags], "max_sequences": max_sequences, "reference": ref,
             "seconds": time.perf_counter() - t0, "summary": summary, "runs": rows}
 
@@ -140,7 +154,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--bag", type=Path, action="append", required=True, help="validation bag (repeat)")
     p.add_argument("--variant", action="append", required=True, metavar="NAME[:KEY=VALUE,...]",
-                   help="a TargetTrackerConfig variant (repeat; the first is the reference)")
+                   help="a TargetTrackerConfig variant, checkpoint=FILE for another checkpoint (repeat; the "
+                        "first is the reference)")
     p.add_argument("--checkpoint", type=Path, default=None, help="DepthTrack checkpoint (default: the shipped one)")
     p.add_argument("--max-sequences", type=int, default=8, help="sequences per bag (default 8, as the eval command)")
     p.add_argument("--device", default="cpu")

@@ -7,6 +7,7 @@ import math
 import pytest
 from depthtracker.data.synth import SynthConfig
 from depthtracker.eval.depthtrack import DepthTrackEvalConfig, tracking_sequences
+from depthtracker.models.depthtrack.predictor import default_checkpoint
 from helpers import load_bench
 
 WORLD = SynthConfig(cameras=2, width=160, height=120, fps=5.0, seconds=1.6, seed=11)
@@ -47,3 +48,17 @@ def test_run_on_a_tiny_bag(bench, make_synth_bag, depth_checkpoint, tmp_path):
     assert "| one | runtime.max_candidates=1 |" in (tmp_path / "t.md").read_text()
     json.dumps(report)  # what main() writes
     assert all(math.isfinite(r["success_auc"]) for r in rows)
+
+
+def test_a_variant_runs_on_its_own_checkpoint(bench, make_synth_bag, depth_checkpoint):
+    bag = make_synth_bag(WORLD)
+    shipped = default_checkpoint()
+    variants = [bench.parse_variant("untrained"), bench.parse_variant(f"shipped:checkpoint={shipped}")]
+    both = bench.run([bag], variants, depth_checkpoint, 2, "cpu")
+    alone = bench.run([bag], [bench.parse_variant("shipped")], shipped, 2, "cpu")
+    assert both["runs"]["shipped"] == alone["runs"]["shipped"]  # the variant's checkpoint, not --checkpoint
+    assert both["runs"]["untrained"] != both["runs"]["shipped"]
+    assert both["summary"]["shipped"]["config"] == {"checkpoint": str(shipped)}
+    assert both["checkpoint"] == str(depth_checkpoint)
+    with pytest.raises(ValueError, match="not a file"):
+        bench.parse_variant("x:checkpoint=no/such/file.safetensors")
