@@ -105,12 +105,14 @@ def run(bags: Sequence[Path], variants: list[Variant], checkpoint: Path | None, 
             base_runtime = pred.runtime
             pred.runtime = dataclasses.replace(base_runtime, **v.runtime)
             out = rows[name].setdefault(str(bag), [])
-            for s in seqs:
-                boxes = pred.follow(s["frames"], s["boxes"][0], s["stamps"], tracker_config=v.tracker)
-                m = sot_metrics(boxes[1:], s["boxes"][1:])
-                out.append({"camera": s["camera"], "id": s["id"], "frames": len(s["sets"]),
-                            **{k: float(m[k]) for k in KEYS}})
-            pred.runtime = base_runtime
+            try:
+                for s in seqs:
+                    boxes = pred.follow(s["frames"], s["boxes"][0], s["stamps"], tracker_config=v.tracker)
+                    m = sot_metrics(boxes[1:], s["boxes"][1:])
+                    out.append({"camera": s["camera"], "id": s["id"], "frames": len(s["sets"]),
+                                **{k: float(m[k]) for k in KEYS}})
+            finally:  # the next variant on this predictor starts from the base runtime, even after an error
+                pred.runtime = base_runtime
             print(f"  {name}: success AUC {np.mean([r['success_auc'] for r in out]):.3f}", flush=True)
     ref = variants[0].name
     summary = {}

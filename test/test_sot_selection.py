@@ -62,3 +62,19 @@ def test_a_variant_runs_on_its_own_checkpoint(bench, make_synth_bag, depth_check
     assert both["checkpoint"] == str(depth_checkpoint)
     with pytest.raises(ValueError, match="not a file"):
         bench.parse_variant("x:checkpoint=no/such/file.safetensors")
+
+
+def test_a_failing_variant_leaves_the_base_runtime(bench, make_synth_bag, depth_checkpoint, monkeypatch):
+    bag = make_synth_bag(WORLD)
+    pred = bench.DepthTrackPredictor.from_checkpoint(depth_checkpoint, device="cpu")
+    base = pred.runtime
+
+    def fail(*args, **kwargs):
+        assert pred.runtime.max_candidates == 1  # the variant's runtime is in force while it runs
+        raise RuntimeError("follow failed")
+
+    monkeypatch.setattr(pred, "follow", fail)
+    monkeypatch.setattr(bench.DepthTrackPredictor, "from_checkpoint", lambda *a, **k: pred)
+    with pytest.raises(RuntimeError, match="follow failed"):
+        bench.run([bag], [bench.parse_variant("one:runtime.max_candidates=1")], depth_checkpoint, 2, "cpu")
+    assert pred.runtime == base
