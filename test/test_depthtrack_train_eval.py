@@ -171,7 +171,9 @@ _DDP_SCRIPT = textwrap.dedent("""
     res = fit_depthtrack(ds, cfg, TrainConfig(max_steps=2, batch_size=2, out_dir=out, progress=False))
     rank = int(os.environ["RANK"])
     save_file({k: v.contiguous() for k, v in res.model.state_dict().items()}, f"{out}/params_rank{rank}.safetensors")
-    print("RESULT", rank, res.step, res.last_checkpoint is not None)
+    # one file per rank: the two ranks share stdout, where their prints can interleave mid-line
+    with open(f"{out}/result_rank{rank}.txt", "w") as f:
+        f.write(f"{rank} {res.step} {res.last_checkpoint is not None}")
 """)
 
 
@@ -186,7 +188,7 @@ def test_ddp_two_cpu_processes(bag, tmp_path):
                            str(script), str(out), str(bag), repr(TINY)],
                           capture_output=True, text=True, timeout=240, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = sorted(line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("RESULT"))
+    results = [(out / f"result_rank{r}.txt").read_text().split() for r in (0, 1)]
     assert results == [["0", "2", "True"], ["1", "2", "False"]]
     p0, p1 = load_file(Path(out) / "params_rank0.safetensors"), load_file(Path(out) / "params_rank1.safetensors")
     for k in p0:

@@ -212,7 +212,8 @@ _DDP_SCRIPT = textwrap.dedent('''
     rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else int(__import__("os").environ["RANK"])
     save_file({k: v.contiguous().clone() for k, v in res.model.state_dict().items()},
               f"{sys.argv[1]}/params_rank{rank}.safetensors")
-    print("RESULT", rank, res.step, res.last_checkpoint is not None, flush=True)
+    # one file per rank: the two ranks share stdout, where their prints can interleave mid-line
+    Path(sys.argv[1], f"result_rank{rank}.txt").write_text(f"{rank} {res.step} {res.last_checkpoint is not None}")
 ''')
 
 
@@ -227,7 +228,7 @@ def test_ddp_two_cpu_processes(tmp_path):
                            str(script), str(out), str(Path(__file__).parent)],
                           capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    results = sorted(line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("RESULT"))
+    results = [(out / f"result_rank{r}.txt").read_text().split() for r in (0, 1)]
     # 40 samples / 2 ranks / batch 8 -> 3 steps per epoch; only rank 0 wrote a checkpoint
     assert results == [["0", "6", "True"], ["1", "6", "False"]]
     p0, p1 = load_file(out / "params_rank0.safetensors"), load_file(out / "params_rank1.safetensors")
