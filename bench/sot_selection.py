@@ -91,8 +91,11 @@ def paired(a: list[float], b: list[float]) -> tuple[float, float]:
 
 def run(bags: Sequence[Path], variants: list[Variant], checkpoint: Path | None, max_sequences: int,
         device: str) -> dict[str, Any]:
+    def file_of(v: Variant) -> Path:  # one predictor per file: naming the default explicitly does not load it twice
+        return Path(v.checkpoint or checkpoint or default_checkpoint()).resolve()
+
     predictors = {ckpt: DepthTrackPredictor.from_checkpoint(ckpt, device=device)
-                  for ckpt in dict.fromkeys(v.checkpoint or checkpoint for v in variants)}
+                  for ckpt in dict.fromkeys(file_of(v) for v in variants)}
     cfg = DepthTrackEvalConfig(max_sequences=max_sequences, middlebury=False)
     rows: dict[str, dict[str, list[dict[str, float]]]] = {v.name: {} for v in variants}
     t0 = time.perf_counter()
@@ -101,7 +104,7 @@ def run(bags: Sequence[Path], variants: list[Variant], checkpoint: Path | None, 
         print(f"{bag}: {len(seqs)} sequences ({sum(len(s['sets']) for s in seqs)} frames)", flush=True)
         for v in variants:
             name = v.name
-            pred = predictors[v.checkpoint or checkpoint]
+            pred = predictors[file_of(v)]
             base_runtime = pred.runtime
             pred.runtime = dataclasses.replace(base_runtime, **v.runtime)
             out = rows[name].setdefault(str(bag), [])

@@ -78,3 +78,20 @@ def test_a_failing_variant_leaves_the_base_runtime(bench, make_synth_bag, depth_
     with pytest.raises(RuntimeError, match="follow failed"):
         bench.run([bag], [bench.parse_variant("one:runtime.max_candidates=1")], depth_checkpoint, 2, "cpu")
     assert pred.runtime == base
+
+
+def test_a_checkpoint_named_twice_is_loaded_once(bench, make_synth_bag, depth_checkpoint, monkeypatch):
+    bag = make_synth_bag(WORLD)
+    loaded = []
+    real = bench.DepthTrackPredictor.from_checkpoint
+
+    def counting(path, *args, **kwargs):
+        loaded.append(path)
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(bench.DepthTrackPredictor, "from_checkpoint", counting)
+    relative = depth_checkpoint.relative_to(depth_checkpoint.parent.parent)
+    monkeypatch.chdir(depth_checkpoint.parent.parent)
+    bench.run([bag], [bench.parse_variant("a"), bench.parse_variant(f"b:checkpoint={relative}")], depth_checkpoint,
+              1, "cpu")
+    assert loaded == [depth_checkpoint.resolve()]
