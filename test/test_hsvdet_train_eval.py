@@ -155,3 +155,36 @@ def test_demo_tracks_on_the_detector_and_reports_its_map(checkpoint: Path, tmp_p
     assert set(report["mot"]["per_camera"]) == {"cam0", "cam1"} and "HOTA" in report["mot"]["mean"]
     assert "no depth published" in report["depth"]["skipped"]
     assert "detection" in res.report.with_suffix(".md").read_text()
+
+
+
+def test_heldout_bench_scores_each_bag_as_the_eval_command(checkpoint: Path, make_synth_bag, tmp_path: Path,
+                                                           monkeypatch, capsys) -> None:
+    from helpers import load_bench
+
+    bench = load_bench(monkeypatch, "hsvdet_heldout")
+    shipped = Path(__file__).resolve().parents[1] / "models" / "hsvdet-n.safetensors"
+    bags = [make_synth_bag(SynthConfig(cameras=2, width=160, height=120, fps=5.0, seconds=0.6, seed=s)) for s in (7, 8)]
+    assert main(["eval", "hsvdet", "--bag", str(bags[0]), "--checkpoint", str(shipped), "--out", str(tmp_path / "e"),
+                 "--no-progress"]) == 0
+    det = json.loads((tmp_path / "e" / "report.json").read_text())["det"]
+    assert det["map50"] > 0.2  # a real score to compare, not 0 == 0
+    report = bench.main(["--checkpoint", f"shipped={shipped}", "--checkpoint", f"tiny={checkpoint}",
+                         "--checkpoint", f"again={shipped}", "--bag", str(bags[0]), "--bag", str(bags[1]),
+                         "--out", str(tmp_path / "h.json")])
+    runs = report["runs"]
+    assert runs["shipped"]["per_bag"][str(bags[0])] == {k: pytest.approx(det[k]) for k in ("map50", "map50_95",
+                                                                                              "ap_small")}
+    assert runs["again"]["map50_95_minus_shipped"] == {"mean_points": 0.0, "se_points": 0.0, "bags_higher": 0,
+                                                        "bags": 2}
+    tiny = runs["tiny"]["map50_95_minus_shipped"]
+    expected = [100 * (runs["tiny"]["per_bag"][str(b)]["map50_95"] - runs["shipped"]["per_bag"][str(b)]["map50_95"])
+                for b in bags]
+    assert tiny["mean_points"] == pytest.approx(sum(expected) / 2) and tiny["mean_points"] < 0
+    assert json.loads((tmp_path / "h.json").read_text())["reference"] == "shipped"
+    for argv, message in ((["--checkpoint", "a=no/such.safetensors"], "is not a file"),
+                          (["--checkpoint", f"a={checkpoint}", "--bag", str(tmp_path / "nobag")], "not found"),
+                          (["--checkpoint", f"a={checkpoint}", "--bag", str(bags[0])], "each --bag once")):
+        with pytest.raises(SystemExit):
+            bench.main([*argv, "--bag", str(bags[0]), "--out", str(tmp_path / "x.json")])
+        assert message in capsys.readouterr().err
