@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import time
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from _machine import machine
+from _stats import paired
 from depthtracker.eval.hsvdet import HSVDetEvalConfig, detect_bag
 from depthtracker.eval.metrics.det import det_metrics
 from depthtracker.models.hsvdet.predictor import HSVDetPredictor
@@ -57,11 +57,12 @@ def score(checkpoint: Path, bags: Sequence[Path], config: HSVDetEvalConfig) -> d
             "seconds": time.perf_counter() - t0}
 
 
-def paired(run: dict[str, Any], ref: dict[str, Any], key: str = "map50_95") -> dict[str, float]:
+def versus(run: dict[str, Any], ref: dict[str, Any], key: str = "map50_95") -> dict[str, float]:
     """``run - ref`` in points of ``key``, bag by bag: mean, s.e. over bags (NaN for one bag), bags where higher."""
-    d = [100.0 * (run["per_bag"][b][key] - ref["per_bag"][b][key]) for b in ref["per_bag"]]
-    se = statistics.stdev(d) / math.sqrt(len(d)) if len(d) > 1 else math.nan
-    return {"mean_points": statistics.fmean(d), "se_points": se, "bags_higher": sum(x > 0 for x in d), "bags": len(d)}
+    a = [100.0 * ref["per_bag"][b][key] for b in ref["per_bag"]]
+    b = [100.0 * run["per_bag"][b][key] for b in ref["per_bag"]]
+    mean, se = paired(a, b)
+    return {"mean_points": mean, "se_points": se, "bags_higher": sum(y > x for x, y in zip(a, b)), "bags": len(a)}
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
@@ -88,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ref = checkpoints[0][0]
     for name, run in runs.items():
         if name != ref:
-            run[f"map50_95_minus_{ref}"] = paired(run, runs[ref])
+            run[f"map50_95_minus_{ref}"] = versus(run, runs[ref])
     report = {"machine": machine(), "bags": [str(b) for b in args.bag], "reference": ref, "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")

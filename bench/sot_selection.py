@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import yaml
 from _machine import machine  # bench/ on sys.path
+from _stats import paired
 from depthtracker.eval.depthtrack import DepthTrackEvalConfig, tracking_sequences
 from depthtracker.eval.metrics import sot_metrics
 from depthtracker.models.depthtrack.config import DepthTrackRuntimeConfig
@@ -82,20 +82,12 @@ def parse_variant(text: str) -> Variant:
     return Variant(name, dataclasses.replace(TargetTrackerConfig(), **changes), runtime, checkpoint)
 
 
-def paired(a: list[float], b: list[float]) -> tuple[float, float]:
-    """Mean of ``b - a`` and its standard error (nan with fewer than two pairs)."""
-    d = np.asarray(b, np.float64) - np.asarray(a, np.float64)
-    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
-    return float(d.mean()), se
-
-
 def run(bags: Sequence[Path], variants: list[Variant], checkpoint: Path | None, max_sequences: int,
         device: str) -> dict[str, Any]:
-    def file_of(v: Variant) -> Path:  # one predictor per file: naming the default explicitly does not load it twice
-        return Path(v.checkpoint or checkpoint or default_checkpoint()).resolve()
-
+    # one predictor per file: naming the default checkpoint explicitly does not load it twice
+    file_of = {v.name: Path(v.checkpoint or checkpoint or default_checkpoint()).resolve() for v in variants}
     predictors = {ckpt: DepthTrackPredictor.from_checkpoint(ckpt, device=device)
-                  for ckpt in dict.fromkeys(file_of(v) for v in variants)}
+                  for ckpt in dict.fromkeys(file_of.values())}
     cfg = DepthTrackEvalConfig(max_sequences=max_sequences, middlebury=False)
     rows: dict[str, dict[str, list[dict[str, float]]]] = {v.name: {} for v in variants}
     t0 = time.perf_counter()
@@ -104,7 +96,7 @@ def run(bags: Sequence[Path], variants: list[Variant], checkpoint: Path | None, 
         print(f"{bag}: {len(seqs)} sequences ({sum(len(s['sets']) for s in seqs)} frames)", flush=True)
         for v in variants:
             name = v.name
-            pred = predictors[file_of(v)]
+            pred = predictors[file_of[name]]
             base_runtime = pred.runtime
             pred.runtime = dataclasses.replace(base_runtime, **v.runtime)
             out = rows[name].setdefault(str(bag), [])

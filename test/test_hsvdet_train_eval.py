@@ -157,7 +157,6 @@ def test_demo_tracks_on_the_detector_and_reports_its_map(checkpoint: Path, tmp_p
     assert "detection" in res.report.with_suffix(".md").read_text()
 
 
-
 def test_heldout_bench_scores_each_bag_as_the_eval_command(checkpoint: Path, make_synth_bag, tmp_path: Path,
                                                            monkeypatch, capsys) -> None:
     from helpers import load_bench
