@@ -107,3 +107,52 @@ def test_without_the_tracking_model_no_target_is_scored(make_synth_bag):
     assert out.target == {} and not out.depths and out.detections
     rep = score_outputs(bag, out, None)
     assert "skipped" in rep["sot"] and "skipped" in rep["depth"] and rep["det"]["map50"] > 0
+
+
+@requires_ros
+def test_target_request_is_sent_until_both_nodes_hold_it():
+    """A subscriber that matched the request's publisher late never gets a request sent once: the evaluation sends
+    it again until /diagnostics shows both nodes holding it, and names the node that never does."""
+    from depthtracker.ros.eval_graph import _send_target
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    from depthtracker_msgs.msg import TargetRequest
+
+    class Graph:  # a node, its executor and the request's publisher; the tracking node misses the first `lost` sends
+        def __init__(self, lost, tracking_reports=True):
+            self.lost, self.tracking_reports = lost, tracking_reports
+            self.received, self.sent, self.callbacks = 0, 0, []
+
+        def create_subscription(self, kind, topic, cb, qos):
+            assert kind is DiagnosticArray and topic == "/diagnostics"
+            self.callbacks.append(cb)
+            return cb
+
+        def destroy_subscription(self, sub):
+            self.callbacks.remove(sub)
+
+        def publish(self, msg):
+            self.sent += 1
+            self.received += self.sent > self.lost
+
+        def spin_once(self, timeout_sec):
+            def status(name, key, value):
+                return DiagnosticStatus(name=name, values=[KeyValue(key=key, value=value)])
+
+            held = "held" if self.received and self.tracking_reports else "none"
+            msg = DiagnosticArray(status=[status("/perception: perception", "target_camera", "1"),
+                                          status("/tracking: tracking", "target", held)])
+            for cb in list(self.callbacks):
+                cb(msg)
+
+    req = TargetRequest(camera_id=1, box=[1.0, 2.0, 30.0, 40.0])
+    g = Graph(lost=1)
+    assert _send_target(g, g, g, req, timeout_s=5.0, status=[]) == 2 and g.received == 1 and not g.callbacks
+    g = Graph(lost=0)
+    assert _send_target(g, g, g, req, timeout_s=5.0, status=[]) == 1
+    g = Graph(lost=0, tracking_reports=False)
+    with pytest.raises(TimeoutError, match="by the tracking node within 1.5 s"):
+        _send_target(g, g, g, req, timeout_s=1.5, status=[])
+    assert g.sent == 2 and not g.callbacks
+    with pytest.raises(RuntimeError, match="graph stopped"):
+        _send_target(Graph(lost=0), g, g, req, timeout_s=1.5, status=[1])

@@ -5,8 +5,8 @@
 1. starts the perception and tracking nodes as processes (``ros.launcher.run_graph``; the params files of
    ``config/graph.yaml``; ``cameras`` and the rig's poses taken from the bag, ``device`` as asked);
 2. waits until both nodes are up (their subscriptions matched), sends ``target/set`` for the target plan
-   (``eval.replay.plan_target``: the longest visible run of one object), stamped with the run's first image, then
-   plays the bag (``ros.play``) at ``rate``, camera topics only;
+   (``eval.replay.plan_target``: the longest visible run of one object), stamped with the run's first image, until
+   both nodes report it on ``/diagnostics``, then plays the bag (``ros.play``) at ``rate``, camera topics only;
 3. collects ``depth_heatmap``, ``detections`` and ``tracks`` in this process until the outputs of the last set
    came back (or ``drain_s`` passed), stops the graph, and scores the outputs with ``eval.replay.score_outputs``:
    the function that scores the in-process run (``eval.replay.run_in_process``), so the two can be compared.
@@ -55,12 +55,14 @@ class GraphEvalConfig:
     drain_s: float = 10.0  # after the last message played, how long to wait for the last outputs, s
     play_delay_s: float = 0.5  # once every camera topic is matched, the player waits this long more, s
     set_params: tuple[str, ...] = ()  # NODE:NAME=VALUE overrides, as depthtracker launch --set-param
+    target_ack_s: float = 30.0  # how long both nodes may take to report the target request on /diagnostics, s
 
     def __post_init__(self) -> None:
         if not (self.rate > 0 and math.isfinite(self.rate)):
             raise ValueError(f"GraphEvalConfig.rate must be a positive number, got {self.rate!r}")
-        if self.startup_timeout_s <= 0 or self.drain_s < 0:
-            raise ValueError("GraphEvalConfig: startup_timeout_s must be > 0 and drain_s >= 0")
+        if self.startup_timeout_s <= 0 or self.drain_s < 0 or self.target_ack_s <= 0:
+            raise ValueError("GraphEvalConfig: startup_timeout_s and target_ack_s must be > 0 and drain_s >= 0, got "
+                             f"{self.startup_timeout_s}, {self.target_ack_s}, {self.drain_s}")
 
 
 class _Collector:
@@ -165,11 +167,11 @@ def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, 
                     from depthtracker.ros.conversions import header
 
                     cam = next(c for c in cameras if c.camera_id == plan.camera_id)
-                    target_pub.publish(TargetRequest(header=header(plan.start_stamp_ns, cam.frame_id),
-                                                     camera_id=plan.camera_id,
-                                                     box=[float(v) for v in plan.start_box]))
+                    request = TargetRequest(header=header(plan.start_stamp_ns, cam.frame_id),
+                                            camera_id=plan.camera_id, box=[float(v) for v in plan.start_box])
+                    sends = _send_target(node, executor, target_pub, request, config.target_ack_s, status)
                     log(f"[eval] target/set: camera {plan.camera_id}, object {plan.object_id}, "
-                        f"{len(plan.stamps)} frames")
+                        f"{len(plan.stamps)} frames (held by both nodes after {sends} send(s))")
                 end = time.monotonic() + 1.0
                 while time.monotonic() < end:
                     executor.spin_once(timeout_sec=0.05)
@@ -197,6 +199,49 @@ def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, 
     out.info = {"path": "ros-graph", "device": config.device, "rate": config.rate,
                 "graph_status": status[0] if status else None}
     return out
+
+
+def _send_target(node: Any, executor: Any, pub: Any, request: Any, timeout_s: float, status: list[int]) -> int:
+    """Publish ``request`` on ``target/set`` once a second until both nodes report it on ``/diagnostics``
+    (perception: ``target_camera``, tracking: ``target`` not ``none``); returns how many sends it took.
+
+    One send is not enough: the publisher seeing both subscriptions matched does not mean both subscribers have
+    matched the publisher yet, and a volatile subscriber drops what was written before its side matched (seen in
+    CI: the tracking node never held the target, so no target box came back). Sending the same request again
+    before any image is played is harmless: both nodes start the same target at the same image."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from depthtracker.ros.qos import output_qos
+
+    held = {"perception": False, "tracking": False}
+
+    def on_diagnostics(msg: Any) -> None:
+        for st in msg.status:
+            values = {kv.key: kv.value for kv in st.values}
+            if st.name.endswith(": perception") and values.get("target_camera") == str(request.camera_id):
+                held["perception"] = True
+            elif st.name.endswith(": tracking") and values.get("target", "none") != "none":
+                held["tracking"] = True
+
+    sub = node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, output_qos(depth=50))
+    sends, next_send, deadline = 0, 0.0, time.monotonic() + timeout_s
+    try:
+        while not all(held.values()):
+            if status:
+                raise RuntimeError(f"the graph stopped before the bag was played (status {status[0]}); see its log")
+            now = time.monotonic()
+            if now > deadline:
+                missing = [k for k, v in held.items() if not v]
+                raise TimeoutError(f"the target request (target/set, camera {request.camera_id}) was not reported "
+                                   f"on /diagnostics by the {' and '.join(missing)} node within {timeout_s:g} s "
+                                   f"({sends} sends); is its diagnostics_period_s longer? raise target_ack_s")
+            if now >= next_send:
+                pub.publish(request)
+                sends, next_send = sends + 1, now + 1.0
+            executor.spin_once(timeout_sec=0.05)
+    finally:
+        node.destroy_subscription(sub)
+    return sends
 
 
 @contextlib.contextmanager
