@@ -187,3 +187,25 @@ def test_heldout_bench_scores_each_bag_as_the_eval_command(checkpoint: Path, mak
         with pytest.raises(SystemExit):
             bench.main([*argv, "--bag", str(bags[0]), "--out", str(tmp_path / "x.json")])
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name, size", [("hsvdet-n", (256, 320)), ("hsvdet-n640", (480, 640))])
+def test_shipped_detectors_rebuild_from_their_files_and_detect(name, size, make_synth_bag, tmp_path: Path) -> None:
+    """Each shipped HSV-DET checkpoint loads from its pair alone, at its card's input size, its sidecar's summary
+    agrees with its per-bag numbers, and it finds the objects of a world it never saw (full-size cameras)."""
+    from depthtracker.perception import PerceptionConfig, PerceptionPipeline
+
+    path = Path(__file__).resolve().parents[1] / "models" / f"{name}.safetensors"
+    _, side = load_checkpoint(path)
+    assert (side["model_config"]["input_height"], side["model_config"]["input_width"]) == size
+    held = side["metrics"]["test_seeds_9001_9030"]
+    assert len(held["per_bag"]) == 30
+    per_bag = [b["map50_95"] for b in held["per_bag"].values()]
+    assert held["mean_over_bags"]["map50_95"] == pytest.approx(np.mean(per_bag)) and min(per_bag) >= 0.70
+    pipe = PerceptionPipeline.from_config(PerceptionConfig(depth_checkpoint="none", detector_checkpoint=str(path),
+                                                           device="cpu"))
+    assert pipe.checkpoints["detector"] == str(path)
+    bag = make_synth_bag(SynthConfig(cameras=1, width=640, height=480, fps=5.0, seconds=0.6, seed=11))
+    assert main(["eval", "hsvdet", "--bag", str(bag), "--checkpoint", str(path), "--out", str(tmp_path / "e"),
+                 "--no-progress"]) == 0
+    assert json.loads((tmp_path / "e" / "report.json").read_text())["det"]["map50"] > 0.8
