@@ -50,11 +50,11 @@ class Loader:
         self.arrivals.setdefault(msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec, now)
 
     def _on_diag(self, msg: Any) -> None:
+        from depthtracker.ros.conversions import node_diagnostics
+
         now = time.time_ns()
-        for st in msg.status:
-            for name in ("perception", "tracking"):
-                if st.name.endswith(f": {name}"):
-                    self.diag[name] = (now, {kv.key: kv.value for kv in st.values})
+        for name, values in node_diagnostics(msg).items():
+            self.diag[name] = (now, values)
 
     def ready(self) -> bool:
         return all(p.get_subscription_count() for p in self.img_pubs) and self.node.count_publishers("tracks") > 0

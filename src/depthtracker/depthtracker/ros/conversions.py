@@ -6,6 +6,8 @@ Images: fill ``Image.data`` with ``bytes`` (fast in rclpy) and read it back as a
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from builtin_interfaces.msg import Time
 from sensor_msgs.msg import CameraInfo, Image
@@ -117,6 +119,13 @@ def diagnostic_status(name: str, level: int, message: str, hardware_id: str, val
     status.values = [KeyValue(key=str(k), value=",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
                      for k, v in values.items()]
     return status
+
+
+def node_diagnostics(msg: Any, kinds: tuple[str, ...] = ("perception", "tracking")) -> dict[str, dict[str, str]]:
+    """The key/value strings of each status in a ``DiagnosticArray`` that one of our nodes published, by kind
+    (``perception`` for a status named ``/perception: perception``, as ``diagnostic_status`` names them)."""
+    return {kind: {kv.key: kv.value for kv in st.values}
+            for st in msg.status for kind in kinds if st.name.endswith(f": {kind}")}
 
 
 def camera_info_msg_from_fields(fields: dict, stamp_ns: int, frame_id: str) -> CameraInfo:

@@ -211,17 +211,17 @@ def _send_target(node: Any, executor: Any, pub: Any, request: Any, timeout_s: fl
     before any image is played is harmless: both nodes start the same target at the same image."""
     from diagnostic_msgs.msg import DiagnosticArray
 
+    from depthtracker.ros.conversions import node_diagnostics
     from depthtracker.ros.qos import output_qos
 
     held = {"perception": False, "tracking": False}
 
     def on_diagnostics(msg: Any) -> None:
-        for st in msg.status:
-            values = {kv.key: kv.value for kv in st.values}
-            if st.name.endswith(": perception") and values.get("target_camera") == str(request.camera_id):
-                held["perception"] = True
-            elif st.name.endswith(": tracking") and values.get("target", "none") != "none":
-                held["tracking"] = True
+        nodes = node_diagnostics(msg)
+        if nodes.get("perception", {}).get("target_camera") == str(request.camera_id):
+            held["perception"] = True
+        if nodes.get("tracking", {}).get("target", "none") != "none":
+            held["tracking"] = True
 
     sub = node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, output_qos(depth=50))
     sends, next_send, deadline = 0, 0.0, time.monotonic() + timeout_s
