@@ -112,6 +112,8 @@ def test_outputs_equal_the_in_process_pipeline(ros_env, tmp_path, depth_checkpoi
     assert int(diag["bad_images"]) == 2 and int(diag["sets_processed"]) == FRAMES - 1, diag
     assert int(diag["sets_without_camera_info"]) == 0, diag  # set 0 waited for its late camera_info
     assert diag["device"] == "cpu" and int(diag["qos_incompatible"]) == 0
+    # the subscriptions' side of the match: every camera topic hears the peer's one publisher
+    assert int(diag["camera_publishers"]) == 1 and diag["cameras_unheard"] == "none", diag
     assert log.count("skipping an unreadable image") == 1 and log.count("camera_info says") == 1, log[-3000:]
 
 
@@ -127,6 +129,9 @@ def test_qos_mismatch_is_loud(ros_env, tmp_path):
     assert "incompatible" in diag["message"] and "reliability" in diag["message"]
     assert "ERROR" in log and "incompatible with this subscription" in log
     assert int(diag["sets_processed"]) == 0 and len(got["depth"]) == 0
+    # discovered but never matched: /diagnostics names every camera topic as unheard
+    assert int(diag["camera_publishers"]) == 0, diag
+    assert diag["cameras_unheard"].split() == [f"/cam{i}/{k}" for i in range(2) for k in ("image_raw", "camera_info")]
 
 
 @requires_ros

@@ -103,6 +103,62 @@ def test_play_waits_for_subscribers_then_plays_anyway(ros_env, synth_bag):
     assert f"{PLAYED_LINE}: 80 messages" in res.stderr  # the launcher's cue, logged before the teardown
 
 
+READY_SCRIPT = """
+import sys, threading, time
+from depthtracker.ros.play import play
+from depthtracker.ros.qos import camera_qos
+from depthtracker.ros.runtime import standalone_node
+from sensor_msgs.msg import Image
+
+bag, mode = sys.argv[1], sys.argv[2]
+got, calls, ready_at = [], [], []
+stop = threading.Event()
+
+def ready():  # stands in for a subscriber that reports its side of the match on its 10th poll (or never)
+    calls.append(time.monotonic())
+    ok = mode == "late" and len(calls) >= 10
+    if ok and not ready_at:
+        ready_at.append(time.monotonic())
+    return ok
+
+def spin():
+    while not stop.is_set():
+        executor.spin_once(timeout_sec=0.02)
+
+with standalone_node("ready_probe", stop) as (node, executor):
+    node.create_subscription(Image, "/cam0/image_raw", lambda m: got.append(time.monotonic()), camera_qos("reliable"))
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    t0 = time.monotonic()
+    res = play(bag, rate=5.0, topics=["/cam0/image_raw"], reliability="reliable", wait_subscribers_s=1.5, node=node,
+               ready=ready, log=lambda line: print("LOG", line))
+    time.sleep(0.3)
+    stop.set()
+    spinner.join()
+print("RESULT", res.counts["/cam0/image_raw"], len(got), len(calls), round(time.monotonic() - t0, 2),
+      int(bool(ready_at) and min(got) > ready_at[0]))
+"""
+
+
+@requires_ros
+@pytest.mark.ros
+@pytest.mark.parametrize("mode", ["late", "never"])
+def test_play_waits_for_ready_then_plays(ros_env, synth_bag, mode):
+    # ready() (the subscribers' side of the match, e.g. the perception node's camera_publishers) holds playback back
+    # until it is true; one that never is gives up after wait_subscribers_s, says so, and plays the whole bag
+    res = subprocess.run([sys.executable, "-c", READY_SCRIPT, str(synth_bag), mode], env=ros_env,
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr[-2000:]
+    played, received, calls, wall, after_ready = res.stdout.split("RESULT")[1].split()
+    assert int(played) == int(received) == 10, res.stdout
+    if mode == "late":
+        assert int(calls) == 10 and int(after_ready) == 1, res.stdout  # polled until true, then the first image
+        assert "have not reported" not in res.stdout
+    else:
+        assert int(calls) >= 20 and float(wall) > 1.5, res.stdout  # polled for the whole wait, then played anyway
+        assert "have not reported these publishers matched; playing anyway" in res.stdout
+
+
 @requires_ros
 @pytest.mark.ros
 def test_play_offset_topics_and_errors(ros_env, synth_bag, tmp_path):

@@ -28,7 +28,9 @@ Publications (reliable; headers copied from the input images):
 * ``/diagnostics``: rates, latency (image stamp to publication, p50/p99; meaningful for live cameras whose stamps
   are wall-clock times, not for replayed bags) and node latency (last image of the set received to publication),
   drops (``dropped_sets``: sets replaced in the mailbox; images overwritten in a subscription's DDS queue are not
-  seen by the node), skipped inputs, device, models.
+  seen by the node), skipped inputs, device, models, and the camera connection: ``camera_publishers`` (the fewest
+  publishers any camera subscription has matched, from the subscriptions' matched events) and ``cameras_unheard``
+  (the camera topics with none).
 
 Lifecycle (DESIGN.md §1): *configure* loads the checkpoints on the device (CPU fallback when CUDA is absent, logged)
 and creates publishers and subscriptions; *activate* starts processing; *deactivate* stops it; *cleanup* frees the
@@ -93,6 +95,7 @@ class PerceptionNode(LifecycleNode):
         self._infos: dict[int, CameraInfo] = {}
         self._cameras: dict[int, CameraModel] = {}
         self._qos_errors: list[str] = []
+        self._matched: dict[str, int] = {}  # camera topic -> publishers matched now (the subscription's matched event)
         self._entities: list = []
         self._t0 = time.monotonic()
         self._configure_error = ""
@@ -195,7 +198,7 @@ class PerceptionNode(LifecycleNode):
                 self.destroy_publisher(ent)
             else:
                 self.destroy_subscription(ent)
-        self._entities = []
+        self._entities, self._matched = [], {}
         with self._lock:
             self.pipeline = None
         try:
@@ -211,15 +214,17 @@ class PerceptionNode(LifecycleNode):
         n = self.num_cameras
         self._sync = ApproximateTimeSync(n, int(self.get_parameter("sync_queue_size").value),
                                          float(self.get_parameter("sync_slop_s").value)) if n > 1 else None
-        sub_events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_sub)
         pub_events = PublisherEventCallbacks(incompatible_qos=self._on_incompatible_pub)
         ents = self._entities
+        self._matched = {}
         for i in range(n):
-            ents.append(self.create_subscription(Image, f"cam{i}/image_raw", lambda m, i=i: self._on_image(i, m),
-                                                 cam_qos, event_callbacks=sub_events))
-            ents.append(self.create_subscription(CameraInfo, f"cam{i}/camera_info",
-                                                 lambda m, i=i: self._on_info(i, m), cam_qos,
-                                                 event_callbacks=sub_events))
+            for kind, cls, cb in (("image_raw", Image, lambda m, i=i: self._on_image(i, m)),
+                                  ("camera_info", CameraInfo, lambda m, i=i: self._on_info(i, m))):
+                topic = self.resolve_topic_name(f"cam{i}/{kind}")  # as operators see it: namespace, remaps
+                self._matched[topic] = 0
+                events = SubscriptionEventCallbacks(incompatible_qos=self._on_incompatible_sub,
+                                                    matched=lambda info, t=topic: self._on_matched(t, info))
+                ents.append(self.create_subscription(cls, f"cam{i}/{kind}", cb, cam_qos, event_callbacks=events))
         ents.append(self.create_subscription(TargetRequest, "target/set", self._on_target_set, out_qos))
         ents.append(self.create_subscription(Empty, "target/clear", self._on_target_clear, out_qos))
         self._depth_pub = self.create_publisher(Image, "depth_heatmap", out_qos, event_callbacks=pub_events)
@@ -229,6 +234,11 @@ class PerceptionNode(LifecycleNode):
         self._meas_pub = self.create_publisher(TargetMeasurement, "target/measurement", out_qos,
                                                event_callbacks=pub_events)
         ents += [p for p in (self._depth_pub, self._color_pub, self._det_pub, self._meas_pub) if p is not None]
+
+    def _on_matched(self, topic: str, info: Any) -> None:
+        # this subscription's side of the match: what it hears from now on (a player or a driver can check this on
+        # /diagnostics before its first image, see camera_publishers)
+        self._matched[topic] = int(info.current_count)
 
     # -- QoS mismatches: loud, never silent ---------------------------------------------------------------------------
     def _on_incompatible_sub(self, info: Any) -> None:
@@ -453,6 +463,10 @@ class PerceptionNode(LifecycleNode):
             "depth_model": p.checkpoints["depth"] if p is not None else "none",
             "detector": p.checkpoints["detector"] if p is not None else "none",
             "target_camera": p.target_camera if p is not None and p.target_camera is not None else "none",
+            # fewest publishers any camera subscription has matched (0: some camera topic hears nobody yet), and
+            # which topics those are
+            "camera_publishers": min(self._matched.values(), default=0),
+            "cameras_unheard": " ".join(t for t, k in self._matched.items() if k == 0) or "none",
         }
         for k in ("bad_images", "failed_sets", "publish_errors", "sets_without_camera_info", "qos_incompatible",
                   "rejected_target_requests"):

@@ -16,7 +16,11 @@
 * ``delay_s`` waits before the first message so that subscribers can discover the publishers (the
   ``ros2 bag play --delay`` option); ``wait_subscribers_s`` first waits (at most that long) until every played topic
   but the latched ``/tf_static`` has ``min_subscribers`` matched subscribers, so that the subscribers (a recorder,
-  the perception node) miss nothing at the start; a wait that runs out is logged and playback goes on.
+  the perception node) miss nothing at the start; a wait that runs out is logged and playback goes on. That wait
+  sees the publishers' side of the match only: a volatile subscriber that has not yet matched a publisher drops what
+  it writes. ``ready`` (a callable) closes that gap where the subscribers report their side: after the subscriber
+  wait, playback waits (within the same ``wait_subscribers_s``) until ``ready()`` is true, e.g. until the perception
+  node reports ``camera_publishers`` >= 1 on ``/diagnostics`` (what ``depthtracker eval graph`` does).
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ def play(
     stop: threading.Event | None = None,
     log: Callable[[str], None] | None = None,
     node: Any | None = None,
+    ready: Callable[[], bool] | None = None,
 ) -> PlayResult:
     """Publish the bag's messages (module docstring); returns what was published. Stops on SIGINT/SIGTERM, at the
     end of the bag (unless ``loop``) or when ``stop`` is set.
@@ -91,6 +96,8 @@ def play(
         raise ValueError(f"start offset must be >= 0 seconds, got {start_offset_s}")
     if not min_subscribers >= 1:
         raise ValueError(f"the number of subscribers to wait for must be >= 1, got {min_subscribers}")
+    if ready is not None and not wait_subscribers_s > 0:
+        raise ValueError("ready is waited for within wait_subscribers_s: give wait_subscribers_s > 0 with it")
     if not delay_s >= 0 or not clock_period_s > 0:
         raise ValueError(f"delay must be >= 0 and the clock period > 0 s, got {delay_s}, {clock_period_s}")
     camera_qos(reliability)  # validates the name
@@ -138,6 +145,12 @@ def play(
                 log(f"after {wait_subscribers_s:g} s, {len(short)} topic(s) still have fewer than {min_subscribers} "
                     f"subscriber(s) (e.g. {next(iter(short))}: {next(iter(short.values())).get_subscription_count()}); "
                     "playing anyway")
+            while ready is not None and not ready() and not stop.is_set():
+                if time.monotonic() >= end:
+                    log(f"after {wait_subscribers_s:g} s the subscribers have not reported these publishers matched; "
+                        "playing anyway (the first messages may be lost)")
+                    break
+                _idle(executor, 0.05)
         _sleep_until(time.monotonic() + delay_s, stop, executor)
         t_first = None
         while not stop.is_set():
