@@ -125,6 +125,12 @@ def spin():
     while not stop.is_set():
         executor.spin_once(timeout_sec=0.02)
 
+try:  # ready() is only waited for within wait_subscribers_s: without one it is refused, naming the fix
+    play(bag, ready=ready)
+    refused = 0
+except ValueError as exc:
+    refused = int("wait_subscribers_s > 0" in str(exc))
+
 with standalone_node("ready_probe", stop) as (node, executor):
     node.create_subscription(Image, "/cam0/image_raw", lambda m: got.append(time.monotonic()), camera_qos("reliable"))
     spinner = threading.Thread(target=spin)
@@ -136,7 +142,7 @@ with standalone_node("ready_probe", stop) as (node, executor):
     stop.set()
     spinner.join()
 print("RESULT", res.counts["/cam0/image_raw"], len(got), len(calls), round(time.monotonic() - t0, 2),
-      int(bool(ready_at) and min(got) > ready_at[0]))
+      int(bool(ready_at) and min(got) > ready_at[0]), refused)
 """
 
 
@@ -149,8 +155,8 @@ def test_play_waits_for_ready_then_plays(ros_env, synth_bag, mode):
     res = subprocess.run([sys.executable, "-c", READY_SCRIPT, str(synth_bag), mode], env=ros_env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr[-2000:]
-    played, received, calls, wall, after_ready = res.stdout.split("RESULT")[1].split()
-    assert int(played) == int(received) == 10, res.stdout
+    played, received, calls, wall, after_ready, refused = res.stdout.split("RESULT")[1].split()
+    assert int(played) == int(received) == 10 and int(refused) == 1, res.stdout
     if mode == "late":
         assert int(calls) == 10 and int(after_ready) == 1, res.stdout  # polled until true, then the first image
         assert "have not reported" not in res.stdout
