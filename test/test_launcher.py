@@ -111,11 +111,12 @@ def test_bag_replaces_ingest(tiny_bag, tmp_path):
     assert set(k) == {"perception", "tracking", "play"}
     played = ("--topics", "/cam0/camera_info", "/cam0/image_raw", "/cam1/camera_info", "/cam1/image_raw",
               "/cam2/camera_info", "/cam2/image_raw", "/tf_static")
-    # the player waits (up to 40 s) for the perception node, and the recorder when there is one, on every camera topic
+    # the player waits (up to 40 s) for the perception node, and the recorder when there is one, on every camera topic,
+    # and for the perception node to report it heard the player (its side of the match)
     assert k["play"].argv == (*CLI, "play", str(tiny_bag), "--delay", "2", *played, "--wait-subscribers", "40",
-                              "--subscribers", "1")
+                              "--subscribers", "1", "--wait-perception")
     k = by_name(make_plan(cameras=[f"bag:{tiny_bag}"], record=tmp_path / "rec").children())
-    assert k["play"].argv[-2:] == ("--subscribers", "2")
+    assert k["play"].argv[-3:] == ("--subscribers", "2", "--wait-perception")
     no_perception = write_graph(tmp_path / "np.yaml", enable_perception=False)
     assert by_name(make_plan(no_perception, cameras=[f"bag:{tiny_bag}"]).children())["play"].argv[-8:] == played
     assert (k["play"].stage, k["play"].respawn) == (STAGE_SOURCES, False)

@@ -96,9 +96,10 @@ def test_play_rate_is_respected(ros_env, synth_bag, rate):
 def test_play_waits_for_subscribers_then_plays_anyway(ros_env, synth_bag):
     t = time.monotonic()
     res = subprocess.run([*CMD, "play", str(synth_bag), "--rate", "5", "--wait-subscribers", "1.5", "--subscribers",
-                          "2"], env=ros_env, capture_output=True, text=True, timeout=60)
+                          "2", "--wait-perception"], env=ros_env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr[-2000:]
     assert time.monotonic() - t > 1.5 and "fewer than 2 subscriber(s)" in res.stderr and "playing anyway" in res.stderr
+    assert "no perception node reported camera_publishers >= 1" in res.stderr  # nor did a perception node hear it
     assert _played(res.stdout)[0] == 80  # nobody listens: the wait ran out, then the whole bag was played
     assert f"{PLAYED_LINE}: 80 messages" in res.stderr  # the launcher's cue, logged before the teardown
 
@@ -108,6 +109,8 @@ import sys, threading, time
 from depthtracker.ros.play import play
 from depthtracker.ros.qos import camera_qos
 from depthtracker.ros.runtime import standalone_node
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from depthtracker.ros.qos import output_qos
 from sensor_msgs.msg import Image
 
 bag, mode = sys.argv[1], sys.argv[2]
@@ -135,9 +138,22 @@ with standalone_node("ready_probe", stop) as (node, executor):
     node.create_subscription(Image, "/cam0/image_raw", lambda m: got.append(time.monotonic()), camera_qos("reliable"))
     spinner = threading.Thread(target=spin)
     spinner.start()
+    if mode == "perception":  # a perception node's /diagnostics that says it hears the cameras from 0.5 s on
+        diag = node.create_publisher(DiagnosticArray, "/diagnostics", output_qos())
+        status = DiagnosticStatus(name="/perception: perception", values=[KeyValue(key="camera_publishers", value="1")])
+
+        def report():
+            time.sleep(0.5)
+            ready_at.append(time.monotonic())
+            while not stop.is_set():
+                diag.publish(DiagnosticArray(status=[status]))
+                time.sleep(0.1)
+
+        threading.Thread(target=report, daemon=True).start()
     t0 = time.monotonic()
     res = play(bag, rate=5.0, topics=["/cam0/image_raw"], reliability="reliable", wait_subscribers_s=1.5, node=node,
-               ready=ready, log=lambda line: print("LOG", line))
+               ready=None if mode == "perception" else ready, wait_perception=mode == "perception",
+               log=lambda line: print("LOG", line))
     time.sleep(0.3)
     stop.set()
     spinner.join()
@@ -148,10 +164,11 @@ print("RESULT", res.counts["/cam0/image_raw"], len(got), len(calls), round(time.
 
 @requires_ros
 @pytest.mark.ros
-@pytest.mark.parametrize("mode", ["late", "never"])
+@pytest.mark.parametrize("mode", ["late", "never", "perception"])
 def test_play_waits_for_ready_then_plays(ros_env, synth_bag, mode):
-    # ready() (the subscribers' side of the match, e.g. the perception node's camera_publishers) holds playback back
-    # until it is true; one that never is gives up after wait_subscribers_s, says so, and plays the whole bag
+    # ready() (the subscribers' side of the match) holds playback back until it is true; one that never is gives up
+    # after wait_subscribers_s, says so, and plays the whole bag; wait_perception waits for a perception node's
+    # camera_publishers >= 1 on /diagnostics
     res = subprocess.run([sys.executable, "-c", READY_SCRIPT, str(synth_bag), mode], env=ros_env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr[-2000:]
@@ -159,6 +176,9 @@ def test_play_waits_for_ready_then_plays(ros_env, synth_bag, mode):
     assert int(played) == int(received) == 10 and int(refused) == 1, res.stdout
     if mode == "late":
         assert int(calls) == 10 and int(after_ready) == 1, res.stdout  # polled until true, then the first image
+        assert "have not reported" not in res.stdout
+    elif mode == "perception":
+        assert int(calls) == 0 and int(after_ready) == 1, res.stdout  # the first image after the first report
         assert "have not reported" not in res.stdout
     else:
         assert int(calls) >= 20 and float(wall) > 1.5, res.stdout  # polled for the whole wait, then played anyway
@@ -176,6 +196,9 @@ def test_play_offset_topics_and_errors(ros_env, synth_bag, tmp_path):
     assert count == 2 * 5 and span == pytest.approx(0.4)  # frames at 0.5 .. 0.9 s, two topics
     bad = subprocess.run([*CMD, "play", str(tmp_path)], env=ros_env, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "not a rosbag2" in bad.stderr
+    bad = subprocess.run([*CMD, "play", str(synth_bag), "--wait-perception"], env=ros_env, capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "--wait-subscribers S" in bad.stderr, bad.stderr[-2000:]
     missing = subprocess.run([*CMD, "record", "--out", str(tmp_path / "x"), "--topics", "/nobody", "--wait", "0.5"],
                              env=ros_env, capture_output=True, text=True, timeout=60)
     assert missing.returncode == 2 and "/nobody" in missing.stderr and not (tmp_path / "x").exists()

@@ -58,6 +58,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "matched subscribers (default 0: no wait)")
     p.add_argument("--subscribers", type=int, default=1, metavar="K",
                    help="subscribers per topic that --wait-subscribers waits for (default 1)")
+    p.add_argument("--wait-perception", action="store_true",
+                   help="within --wait-subscribers, also wait until a perception node reports on /diagnostics that "
+                   "its camera subscriptions hear a publisher (camera_publishers >= 1; its side of the match)")
     p.set_defaults(func=run_play)
 
     register_launch(sub)
@@ -88,6 +91,7 @@ def run_play(args: argparse.Namespace) -> int:
     res = play(args.bag, rate=args.rate, loop=args.loop, topics=args.topics, start_offset_s=args.start_offset,
                clock=args.clock, reliability=args.reliability, delay_s=args.delay,
                wait_subscribers_s=args.wait_subscribers, min_subscribers=args.subscribers,
+               wait_perception=args.wait_perception,
                log=lambda s: print(s, file=sys.stderr))
     total = sum(res.counts.values())
     print(f"played {total} messages in {res.wall_s:.3f} s of wall time (bag span {res.bag_span_s:.3f} s, "

@@ -182,11 +182,10 @@ def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, 
                 topics = [f"/cam{c.camera_id}/{k}" for c in cameras for k in ("image_raw", "camera_info")]
                 t0 = time.monotonic()
                 # the player's fresh publishers (on this node: one participant in this process, see play()) must
-                # be matched before the first image goes out
-                with _perception_hears_cameras(node) as heard:
-                    played = play(bag, rate=config.rate, topics=topics, reliability="reliable", stop=stop_graph,
-                                  wait_subscribers_s=10.0, delay_s=config.play_delay_s, node=node,
-                                  ready=heard.is_set, log=lambda line: log(f"[eval] play: {line}"))
+                # be matched before the first image goes out, on both sides: the perception node reports its side
+                played = play(bag, rate=config.rate, topics=topics, reliability="reliable", stop=stop_graph,
+                              wait_subscribers_s=10.0, delay_s=config.play_delay_s, node=node, wait_perception=True,
+                              log=lambda line: log(f"[eval] play: {line}"))
                 log(f"[eval] played {sum(played.counts.values())} messages ({n_sets} sets) in "
                     f"{time.monotonic() - t0:.1f} s")
                 end = time.monotonic() + config.drain_s
@@ -246,32 +245,6 @@ def _send_target(node: Any, executor: Any, pub: Any, request: Any, timeout_s: fl
     finally:
         node.destroy_subscription(sub)
     return sends
-
-
-@contextlib.contextmanager
-def _perception_hears_cameras(node: Any) -> Iterator[threading.Event]:
-    """An event set once the perception node reports, on ``/diagnostics``, at least one publisher matched on every
-    camera subscription (``camera_publishers``). The player's own count (its publishers' side) is not enough: a
-    volatile subscriber that has not matched a publisher yet drops what it writes, and the eval's graph has no other
-    camera publisher, so ``camera_publishers >= 1`` is the player's publishers seen from the perception side. The
-    caller's executor must be spinning ``node``."""
-    from diagnostic_msgs.msg import DiagnosticArray
-
-    from depthtracker.ros.conversions import node_diagnostics
-    from depthtracker.ros.qos import output_qos
-
-    heard = threading.Event()
-
-    def on_diagnostics(msg: Any) -> None:
-        value = node_diagnostics(msg).get("perception", {}).get("camera_publishers", "0")
-        if value.isdigit() and int(value) >= 1:
-            heard.set()
-
-    sub = node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, output_qos(depth=50))
-    try:
-        yield heard
-    finally:
-        node.destroy_subscription(sub)
 
 
 @contextlib.contextmanager

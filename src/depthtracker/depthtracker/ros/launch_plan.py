@@ -271,6 +271,8 @@ class LaunchPlan:
             subscribers = int(self.record is not None) + int(g.enable_perception)
             if subscribers:
                 argv += ["--wait-subscribers", f"{PLAY_WAIT_S:g}", "--subscribers", str(subscribers)]
+            if g.enable_perception:  # ... and for the perception node to hear the player from its side
+                argv += ["--wait-perception"]
             out.append(Child("play", tuple(argv + (["--clock"] if g.use_sim_time else [])), STAGE_SOURCES, False,
                              done_line=PLAYED_LINE))
         if not out:

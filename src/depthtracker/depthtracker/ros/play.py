@@ -18,9 +18,10 @@
   but the latched ``/tf_static`` has ``min_subscribers`` matched subscribers, so that the subscribers (a recorder,
   the perception node) miss nothing at the start; a wait that runs out is logged and playback goes on. That wait
   sees the publishers' side of the match only: a volatile subscriber that has not yet matched a publisher drops what
-  it writes. ``ready`` (a callable) closes that gap where the subscribers report their side: after the subscriber
-  wait, playback waits (within the same ``wait_subscribers_s``) until ``ready()`` is true, e.g. until the perception
-  node reports ``camera_publishers`` >= 1 on ``/diagnostics`` (what ``depthtracker eval graph`` does).
+  it writes. Where the subscribers report their side, the wait closes that gap: after the subscriber wait, playback
+  waits (within the same ``wait_subscribers_s``) until ``ready()`` is true (any callable) and, with
+  ``wait_perception``, until a perception node reports ``camera_publishers`` >= 1 on ``/diagnostics`` (its camera
+  subscriptions' side; what ``depthtracker eval graph`` and a launched bag replay do).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ from depthtracker.ros.qos import camera_qos, latched_qos, output_qos
 from depthtracker.ros.record import absolute_topic, message_class
 from depthtracker.ros.runtime import standalone_node
 
-__all__ = ["PlayResult", "play", "CAMERA_TYPES"]
+__all__ = ["PlayResult", "play", "perception_hears_cameras", "CAMERA_TYPES"]
 
 CAMERA_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo")
 
@@ -83,6 +84,7 @@ def play(
     log: Callable[[str], None] | None = None,
     node: Any | None = None,
     ready: Callable[[], bool] | None = None,
+    wait_perception: bool = False,
 ) -> PlayResult:
     """Publish the bag's messages (module docstring); returns what was published. Stops on SIGINT/SIGTERM, at the
     end of the bag (unless ``loop``) or when ``stop`` is set.
@@ -96,8 +98,9 @@ def play(
         raise ValueError(f"start offset must be >= 0 seconds, got {start_offset_s}")
     if not min_subscribers >= 1:
         raise ValueError(f"the number of subscribers to wait for must be >= 1, got {min_subscribers}")
-    if ready is not None and not wait_subscribers_s > 0:
-        raise ValueError("ready is waited for within wait_subscribers_s: give wait_subscribers_s > 0 with it")
+    if (ready is not None or wait_perception) and not wait_subscribers_s > 0:
+        raise ValueError("ready and wait_perception are waited for within wait_subscribers_s: give "
+                         "wait_subscribers_s > 0 (--wait-subscribers S) with them")
     if not delay_s >= 0 or not clock_period_s > 0:
         raise ValueError(f"delay must be >= 0 and the clock period > 0 s, got {delay_s}, {clock_period_s}")
     camera_qos(reliability)  # validates the name
@@ -109,7 +112,9 @@ def play(
     result = PlayResult()
     wanted = None if topics is None else {absolute_topic(t) for t in topics}
 
-    with _player_node(node, stop) as (node, executor), Reader(bag) as reader:
+    with _player_node(node, stop) as (node, executor), Reader(bag) as reader, \
+            (perception_hears_cameras(node) if wait_perception else contextlib.nullcontext()) as heard:
+        waits = [f for f in (ready, heard.is_set if heard is not None else None) if f is not None]
         conns, pubs = [], {}
         for c in reader.connections:
             if wanted is not None and c.topic not in wanted:
@@ -145,10 +150,12 @@ def play(
                 log(f"after {wait_subscribers_s:g} s, {len(short)} topic(s) still have fewer than {min_subscribers} "
                     f"subscriber(s) (e.g. {next(iter(short))}: {next(iter(short.values())).get_subscription_count()}); "
                     "playing anyway")
-            while ready is not None and not ready() and not stop.is_set():
+            while waits and not all(f() for f in waits) and not stop.is_set():
                 if time.monotonic() >= end:
-                    log(f"after {wait_subscribers_s:g} s the subscribers have not reported these publishers matched; "
-                        "playing anyway (the first messages may be lost)")
+                    which = (" (no perception node reported camera_publishers >= 1 on /diagnostics)"
+                             if heard is not None and not heard.is_set() else "")
+                    log(f"after {wait_subscribers_s:g} s the subscribers have not reported these publishers matched"
+                        f"{which}; playing anyway (the first messages may be lost)")
                     break
                 _idle(executor, 0.05)
         _sleep_until(time.monotonic() + delay_s, stop, executor)
@@ -185,6 +192,30 @@ def play(
         if not stop.is_set():  # the launcher's cue (Child.done_line): what follows is teardown only
             log(f"{PLAYED_LINE}: {sum(counts.values())} messages")
         return result
+
+
+@contextlib.contextmanager
+def perception_hears_cameras(node: Any) -> Iterator[threading.Event]:
+    """An event set once a perception node reports, on ``/diagnostics``, at least one publisher matched on every
+    camera subscription (``camera_publishers``): the subscriptions' side of the match, which a publisher's own count
+    does not show. Where the player is the only camera publisher, that is the player seen from the perception side.
+    Whoever spins ``node`` runs the subscription; it is destroyed on exit."""
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    from depthtracker.ros.conversions import node_diagnostics
+
+    heard = threading.Event()
+
+    def on_diagnostics(msg: Any) -> None:
+        value = node_diagnostics(msg, ("perception",)).get("perception", {}).get("camera_publishers", "0")
+        if value.isdigit() and int(value) >= 1:
+            heard.set()
+
+    sub = node.create_subscription(DiagnosticArray, "/diagnostics", on_diagnostics, output_qos(depth=50))
+    try:
+        yield heard
+    finally:
+        node.destroy_subscription(sub)
 
 
 @contextlib.contextmanager
