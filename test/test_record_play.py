@@ -104,85 +104,71 @@ def test_play_waits_for_subscribers_then_plays_anyway(ros_env, synth_bag):
     assert f"{PLAYED_LINE}: 80 messages" in res.stderr  # the launcher's cue, logged before the teardown
 
 
-READY_SCRIPT = """
+PERCEPTION_SCRIPT = """
 import sys, threading, time
 from depthtracker.ros.play import play
-from depthtracker.ros.qos import camera_qos
+from depthtracker.ros.qos import camera_qos, output_qos
 from depthtracker.ros.runtime import standalone_node
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from depthtracker.ros.qos import output_qos
 from sensor_msgs.msg import Image
 
 bag, mode = sys.argv[1], sys.argv[2]
-got, calls, ready_at = [], [], []
+got, reported_at = [], []
 stop = threading.Event()
-
-def ready():  # stands in for a subscriber that reports its side of the match on its 10th poll (or never)
-    calls.append(time.monotonic())
-    ok = mode == "late" and len(calls) >= 10
-    if ok and not ready_at:
-        ready_at.append(time.monotonic())
-    return ok
 
 def spin():
     while not stop.is_set():
         executor.spin_once(timeout_sec=0.02)
 
-try:  # ready() is only waited for within wait_subscribers_s: without one it is refused, naming the fix
-    play(bag, ready=ready)
+def report():  # a perception node's /diagnostics: it hears its camera topics from 0.5 s on
+    time.sleep(0.5)
+    reported_at.append(time.monotonic())
+    status = DiagnosticStatus(name="/perception: perception", values=[KeyValue(key="camera_publishers", value="1")])
+    while not stop.is_set():
+        diag.publish(DiagnosticArray(status=[status]))
+        time.sleep(0.1)
+
+try:  # waited for within wait_subscribers_s: without one it is refused, naming the fix
+    play(bag, wait_perception=True)
     refused = 0
 except ValueError as exc:
-    refused = int("wait_subscribers_s > 0" in str(exc))
+    refused = int("--wait-subscribers S" in str(exc))
 
-with standalone_node("ready_probe", stop) as (node, executor):
+with standalone_node("perception_probe", stop) as (node, executor):
     node.create_subscription(Image, "/cam0/image_raw", lambda m: got.append(time.monotonic()), camera_qos("reliable"))
+    diag = node.create_publisher(DiagnosticArray, "/diagnostics", output_qos())
     spinner = threading.Thread(target=spin)
     spinner.start()
-    if mode == "perception":  # a perception node's /diagnostics that says it hears the cameras from 0.5 s on
-        diag = node.create_publisher(DiagnosticArray, "/diagnostics", output_qos())
-        status = DiagnosticStatus(name="/perception: perception", values=[KeyValue(key="camera_publishers", value="1")])
-
-        def report():
-            time.sleep(0.5)
-            ready_at.append(time.monotonic())
-            while not stop.is_set():
-                diag.publish(DiagnosticArray(status=[status]))
-                time.sleep(0.1)
-
+    if mode == "reports":
         threading.Thread(target=report, daemon=True).start()
     t0 = time.monotonic()
     res = play(bag, rate=5.0, topics=["/cam0/image_raw"], reliability="reliable", wait_subscribers_s=1.5, node=node,
-               ready=None if mode == "perception" else ready, wait_perception=mode == "perception",
-               log=lambda line: print("LOG", line))
+               wait_perception=True, log=lambda line: print("LOG", line))
     time.sleep(0.3)
     stop.set()
     spinner.join()
-print("RESULT", res.counts["/cam0/image_raw"], len(got), len(calls), round(time.monotonic() - t0, 2),
-      int(bool(ready_at) and min(got) > ready_at[0]), refused)
+print("RESULT", res.counts["/cam0/image_raw"], len(got), round(min(got) - t0, 2),
+      int(bool(reported_at) and min(got) > reported_at[0]), refused)
 """
 
 
 @requires_ros
 @pytest.mark.ros
-@pytest.mark.parametrize("mode", ["late", "never", "perception"])
-def test_play_waits_for_ready_then_plays(ros_env, synth_bag, mode):
-    # ready() (the subscribers' side of the match) holds playback back until it is true; one that never is gives up
-    # after wait_subscribers_s, says so, and plays the whole bag; wait_perception waits for a perception node's
-    # camera_publishers >= 1 on /diagnostics
-    res = subprocess.run([sys.executable, "-c", READY_SCRIPT, str(synth_bag), mode], env=ros_env,
+@pytest.mark.parametrize("mode", ["reports", "silent"])
+def test_play_waits_for_the_perception_node_to_hear_it(ros_env, synth_bag, mode):
+    # wait_perception holds the first message until a perception node reports camera_publishers >= 1 on /diagnostics
+    # (the subscribers' side of the match); without such a report it gives up after wait_subscribers_s, says so, and
+    # plays the whole bag
+    res = subprocess.run([sys.executable, "-c", PERCEPTION_SCRIPT, str(synth_bag), mode], env=ros_env,
                          capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr[-2000:]
-    played, received, calls, wall, after_ready, refused = res.stdout.split("RESULT")[1].split()
+    played, received, first_s, after_report, refused = res.stdout.split("RESULT")[1].split()
     assert int(played) == int(received) == 10 and int(refused) == 1, res.stdout
-    if mode == "late":
-        assert int(calls) == 10 and int(after_ready) == 1, res.stdout  # polled until true, then the first image
-        assert "have not reported" not in res.stdout
-    elif mode == "perception":
-        assert int(calls) == 0 and int(after_ready) == 1, res.stdout  # the first image after the first report
-        assert "have not reported" not in res.stdout
+    if mode == "reports":
+        assert int(after_report) == 1 and "playing anyway" not in res.stdout, res.stdout  # first image after it
     else:
-        assert int(calls) >= 20 and float(wall) > 1.5, res.stdout  # polled for the whole wait, then played anyway
-        assert "have not reported these publishers matched; playing anyway" in res.stdout
+        assert float(first_s) > 1.5, res.stdout  # waited the whole wait, then played anyway
+        assert "no perception node reported camera_publishers >= 1" in res.stdout and "playing anyway" in res.stdout
 
 
 @requires_ros

@@ -18,10 +18,9 @@
   but the latched ``/tf_static`` has ``min_subscribers`` matched subscribers, so that the subscribers (a recorder,
   the perception node) miss nothing at the start; a wait that runs out is logged and playback goes on. That wait
   sees the publishers' side of the match only: a volatile subscriber that has not yet matched a publisher drops what
-  it writes. Where the subscribers report their side, the wait closes that gap: after the subscriber wait, playback
-  waits (within the same ``wait_subscribers_s``) until ``ready()`` is true (any callable) and, with
-  ``wait_perception``, until a perception node reports ``camera_publishers`` >= 1 on ``/diagnostics`` (its camera
-  subscriptions' side; what ``depthtracker eval graph`` and a launched bag replay do).
+  it writes. ``wait_perception`` closes that gap for the perception node, which reports its side: after the
+  subscriber wait, playback waits (within the same ``wait_subscribers_s``) until a perception node reports
+  ``camera_publishers`` >= 1 on ``/diagnostics`` (what ``depthtracker eval graph`` and a launched bag replay do).
 """
 
 from __future__ import annotations
@@ -83,7 +82,6 @@ def play(
     stop: threading.Event | None = None,
     log: Callable[[str], None] | None = None,
     node: Any | None = None,
-    ready: Callable[[], bool] | None = None,
     wait_perception: bool = False,
 ) -> PlayResult:
     """Publish the bag's messages (module docstring); returns what was published. Stops on SIGINT/SIGTERM, at the
@@ -98,9 +96,9 @@ def play(
         raise ValueError(f"start offset must be >= 0 seconds, got {start_offset_s}")
     if not min_subscribers >= 1:
         raise ValueError(f"the number of subscribers to wait for must be >= 1, got {min_subscribers}")
-    if (ready is not None or wait_perception) and not wait_subscribers_s > 0:
-        raise ValueError("ready and wait_perception are waited for within wait_subscribers_s: give "
-                         "wait_subscribers_s > 0 (--wait-subscribers S) with them")
+    if wait_perception and not wait_subscribers_s > 0:
+        raise ValueError("wait_perception is waited for within wait_subscribers_s: give wait_subscribers_s > 0 "
+                         "(--wait-subscribers S) with it")
     if not delay_s >= 0 or not clock_period_s > 0:
         raise ValueError(f"delay must be >= 0 and the clock period > 0 s, got {delay_s}, {clock_period_s}")
     camera_qos(reliability)  # validates the name
@@ -114,7 +112,6 @@ def play(
 
     with _player_node(node, stop) as (node, executor), Reader(bag) as reader, \
             (perception_hears_cameras(node) if wait_perception else contextlib.nullcontext()) as heard:
-        waits = [f for f in (ready, heard.is_set if heard is not None else None) if f is not None]
         conns, pubs = [], {}
         for c in reader.connections:
             if wanted is not None and c.topic not in wanted:
@@ -150,12 +147,10 @@ def play(
                 log(f"after {wait_subscribers_s:g} s, {len(short)} topic(s) still have fewer than {min_subscribers} "
                     f"subscriber(s) (e.g. {next(iter(short))}: {next(iter(short.values())).get_subscription_count()}); "
                     "playing anyway")
-            while waits and not all(f() for f in waits) and not stop.is_set():
+            while heard is not None and not heard.is_set() and not stop.is_set():
                 if time.monotonic() >= end:
-                    which = (" (no perception node reported camera_publishers >= 1 on /diagnostics)"
-                             if heard is not None and not heard.is_set() else "")
-                    log(f"after {wait_subscribers_s:g} s the subscribers have not reported these publishers matched"
-                        f"{which}; playing anyway (the first messages may be lost)")
+                    log(f"after {wait_subscribers_s:g} s no perception node reported camera_publishers >= 1 on "
+                        "/diagnostics (its side of the match); playing anyway (the first messages may be lost)")
                     break
                 _idle(executor, 0.05)
         _sleep_until(time.monotonic() + delay_s, stop, executor)
