@@ -43,7 +43,7 @@ from depthtracker.ros.qos import camera_qos, latched_qos, output_qos
 from depthtracker.ros.record import absolute_topic, message_class
 from depthtracker.ros.runtime import standalone_node
 
-__all__ = ["PlayResult", "play", "perception_hears_cameras", "CAMERA_TYPES"]
+__all__ = ["PlayResult", "play", "CAMERA_TYPES"]
 
 CAMERA_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/CameraInfo")
 
@@ -111,7 +111,7 @@ def play(
     wanted = None if topics is None else {absolute_topic(t) for t in topics}
 
     with _player_node(node, stop) as (node, executor), Reader(bag) as reader, \
-            (perception_hears_cameras(node) if wait_perception else contextlib.nullcontext()) as heard:
+            (_perception_hears_cameras(node) if wait_perception else contextlib.nullcontext()) as heard:
         conns, pubs = [], {}
         for c in reader.connections:
             if wanted is not None and c.topic not in wanted:
@@ -190,7 +190,7 @@ def play(
 
 
 @contextlib.contextmanager
-def perception_hears_cameras(node: Any) -> Iterator[threading.Event]:
+def _perception_hears_cameras(node: Any) -> Iterator[threading.Event]:
     """An event set once a perception node reports, on ``/diagnostics``, at least one publisher matched on every
     camera subscription (``camera_publishers``): the subscriptions' side of the match, which a publisher's own count
     does not show. Where the player is the only camera publisher, that is the player seen from the perception side.
