@@ -26,7 +26,8 @@ Paths (``--path``):
 
 The loader runs on the same machine (and here the same 2 cores) as the graph; its achieved rate is recorded and a
 run whose loader fell more than 5 % short of the asked rate is marked loader-bound (the peak is then a lower bound).
-The perception node's ``/diagnostics`` (``dropped_sets``, ``latency_p50_ms``: image stamp to its publication) and
+The perception node's ``/diagnostics`` (``dropped_sets``; ``images_missed``: camera images never taken, overwritten in
+its DDS queues; ``latency_p50_ms``: image stamp to its publication) and
 the tracking node's are stored per run as a cross-check (their 1 s period blurs a run's edges, so the
 ``perception_delta`` counts include part of the warm-up). Presets: ``edge-cpu`` = 1 x 320x240 on the CPU (target
 >= 15 camera-frames/s), ``rig-4x640`` = 4 x 640x480 (H100 targets: p99 <= 15 ms, peak >= 500 camera-frames/s).
@@ -181,12 +182,13 @@ def print_report(report: dict) -> None:
         print(f"startup (models loaded, first tracks back): {report['startup_s']:.1f} s; each run: "
               f"{st['warmup_s']:g} s warm-up + {st['duration_s']:g} s counted + up to {st['drain_s']:g} s drain")
         print(f"{'run':9s}{'asked Hz':>9s}{'sent Hz':>9s}{'sent':>6s}{'drop':>7s}{'out Hz':>8s}{'p50 ms':>8s}"
-              f"{'p90 ms':>8s}{'p99 ms':>8s}{'max ms':>8s}{'node drop':>10s}")
+              f"{'p90 ms':>8s}{'p99 ms':>8s}{'max ms':>8s}{'node drop':>10s}{'missed':>8s}")
         for r in report["runs"]:
-            lat, nd = r["latency_ms"], r["node_diagnostics"]["perception_delta"].get("dropped_sets", "-")
+            lat, pd = r["latency_ms"], r["node_diagnostics"]["perception_delta"]
+            nd, nm = pd.get("dropped_sets", "-"), pd.get("images_missed", "-")
             print(f"{r['kind']:9s}{r['requested_hz']:9.2f}{r['achieved_input_hz']:9.2f}{r['sent']:6d}"
                   f"{r['drop_fraction']:7.1%}{r['output_hz']:8.2f}" + "".join(
-                      f"{fmt(lat[q]):>8s}" for q in ("p50", "p90", "p99", "max")) + f"{nd!s:>10s}"
+                      f"{fmt(lat[q]):>8s}" for q in ("p50", "p90", "p99", "max")) + f"{nd!s:>10s}{nm!s:>8s}"
                   + ("  loader-bound" if r["loader_bound"] else ""))
     n = st["cameras"]
     peak = s["peak_sets_per_s"]

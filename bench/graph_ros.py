@@ -126,7 +126,7 @@ def measure(loader: Loader, rate: float, args: argparse.Namespace, stop: threadi
     achieved = (sent - 1) / ((stamps[-1] - stamps[0]) / 1e9) if sent > 1 and stamps[-1] > stamps[0] else rate
     p, t = after.get("perception", {}), after.get("tracking", {})
     delta = {k: p.get(k, 0) - before.get("perception", {}).get(k, 0)
-             for k in ("dropped_sets", "sets_processed", "sync_dropped") if isinstance(p.get(k), int)}
+             for k in ("dropped_sets", "sets_processed", "sync_dropped", "images_missed") if isinstance(p.get(k), int)}
     return {
         "kind": kind, "requested_hz": rate, "achieved_input_hz": achieved, "sent": sent, "answered": len(lat),
         "dropped": sent - len(lat), "drop_fraction": (sent - len(lat)) / sent if sent else 1.0,

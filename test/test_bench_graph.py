@@ -131,5 +131,6 @@ def test_ros_path_answers_sets(ros_env, tmp_path):
     perception, tracking = (run["node_diagnostics"][k] for k in ("perception", "tracking"))
     assert perception["device"] == "cpu" and perception["depth_model"] == "none"
     assert perception["sets_processed"] >= run["answered"] and tracking["sets_processed"] >= run["answered"]
+    assert isinstance(run["node_diagnostics"]["perception_delta"]["images_missed"], int)  # counted, not "unknown"
     assert report["summary"]["peak_bound"] == "not searched" and report["summary"]["latency_rate_hz"] == 5
     assert "latency at 5 Hz" in text

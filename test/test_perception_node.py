@@ -114,6 +114,8 @@ def test_outputs_equal_the_in_process_pipeline(ros_env, tmp_path, depth_checkpoi
     assert diag["device"] == "cpu" and int(diag["qos_incompatible"]) == 0
     # the subscriptions' side of the match: every camera topic hears the peer's one publisher
     assert int(diag["camera_publishers"]) == 1 and diag["cameras_unheard"] == "none", diag
+    # lock-step sending never fills a queue: every image the peer sent was taken (sequence numbers without a gap)
+    assert diag["images_missed"] == "0", diag
     assert log.count("skipping an unreadable image") == 1 and log.count("camera_info says") == 1, log[-3000:]
 
 

@@ -27,10 +27,11 @@ Publications (reliable; headers copied from the input images):
 * ``target/measurement`` (``TargetMeasurement``): the single-target candidates of the target's camera;
 * ``/diagnostics``: rates, latency (image stamp to publication, p50/p99; meaningful for live cameras whose stamps
   are wall-clock times, not for replayed bags) and node latency (last image of the set received to publication),
-  drops (``dropped_sets``: sets replaced in the mailbox; images overwritten in a subscription's DDS queue are not
-  seen by the node), skipped inputs, device, models, and the camera connection: ``camera_publishers`` (the fewest
-  publishers any camera subscription has matched, from the subscriptions' matched events) and ``cameras_unheard``
-  (the camera topics with none).
+  drops (``dropped_sets``: sets replaced in the mailbox; ``images_missed``: images the camera publishers sent that the
+  node never took, overwritten in a subscription's DDS queue or lost on the wire, counted from the publishers'
+  sequence numbers; ``unknown`` on a middleware without them), skipped inputs, device, models, and the camera
+  connection: ``camera_publishers`` (the fewest publishers any camera subscription has matched, from the
+  subscriptions' matched events) and ``cameras_unheard`` (the camera topics with none).
 
 Lifecycle (DESIGN.md §1): *configure* loads the checkpoints on the device (CPU fallback when CUDA is absent, logged)
 and creates publishers and subscriptions; *activate* starts processing; *deactivate* stops it; *cleanup* frees the
@@ -44,6 +45,7 @@ node's values: both follow the same box), and the node's own below; read-only, v
 from __future__ import annotations
 
 import collections
+import functools
 import threading
 import time
 from typing import Any
@@ -62,7 +64,7 @@ from depthtracker.data.images import ImageEncodingError, image_to_array
 from depthtracker.perception import PerceptionConfig, PerceptionPipeline, PerceptionResult
 from depthtracker.ros.conversions import diagnostic_status, image_msg, stamp_from_msg
 from depthtracker.ros.params import declare_from_dataclass
-from depthtracker.ros.qos import RELIABILITY, camera_qos, output_qos
+from depthtracker.ros.qos import RELIABILITY, MissedMessages, camera_qos, output_qos
 from depthtracker.ros.runtime import run_node
 from depthtracker.sync import ApproximateTimeSync
 from depthtracker.tracking import TargetTrackerConfig
@@ -96,6 +98,7 @@ class PerceptionNode(LifecycleNode):
         self._cameras: dict[int, CameraModel] = {}
         self._qos_errors: list[str] = []
         self._matched: dict[str, int] = {}  # camera topic -> publishers matched now (the subscription's matched event)
+        self._missed: list[MissedMessages] = []  # per camera: images its publishers sent that were never taken
         self._entities: list = []
         self._t0 = time.monotonic()
         self._configure_error = ""
@@ -217,8 +220,10 @@ class PerceptionNode(LifecycleNode):
         pub_events = PublisherEventCallbacks(incompatible_qos=self._on_incompatible_pub)
         ents = self._entities
         self._matched = {}
+        self._missed = [MissedMessages() for _ in range(n)]
         for i in range(n):
-            for kind, cls, cb in (("image_raw", Image, lambda m, i=i: self._on_image(i, m)),
+            # two-argument callbacks: rclpy passes the MessageInfo (the publisher's sequence number) with the message
+            for kind, cls, cb in (("image_raw", Image, functools.partial(self._on_image, i)),
                                   ("camera_info", CameraInfo, lambda m, i=i: self._on_info(i, m))):
                 topic = self.resolve_topic_name(f"cam{i}/{kind}")  # as operators see it: namespace, remaps
                 self._matched[topic] = 0
@@ -277,7 +282,8 @@ class PerceptionNode(LifecycleNode):
             cam = self._cameras[i]
         return cam
 
-    def _on_image(self, i: int, msg: Image) -> None:
+    def _on_image(self, i: int, msg: Image, info: dict) -> None:
+        self._missed[i].update(info)  # taken, even while inactive: only what never arrives is missed
         if not self._active:
             return
         self.counts["images"] += 1
@@ -454,6 +460,10 @@ class PerceptionNode(LifecycleNode):
             "sets_processed": c["sets"], "rate_hz": f"{c['sets'] / elapsed:.2f}", "images": c["images"],
             "dropped_sets": c["dropped_sets"],
             "sync_dropped": sum(self._sync.dropped) if getattr(self, "_sync", None) is not None else 0,
+            # images the camera publishers sent that this node never took (overwritten in a subscription's DDS
+            # queue while the executor was behind, or lost on the wire), from their sequence numbers
+            "images_missed": (sum(m.missed for m in self._missed)
+                              if not any(m.unsupported for m in self._missed) else "unknown"),
             "latency_p50_ms": f"{np.percentile(lat, 50):.1f}" if lat is not None else "nan",
             "latency_p99_ms": f"{np.percentile(lat, 99):.1f}" if lat is not None else "nan",
             "node_latency_p50_ms": f"{np.percentile(self._node_ms, 50):.1f}" if self._node_ms else "nan",
