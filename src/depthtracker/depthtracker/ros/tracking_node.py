@@ -21,6 +21,10 @@ Subscriptions (relative names: remap or namespace them; all reliable, as the per
   ``target_source: detections`` the target camera's detections serve as the candidates instead (a graph without
   a tracking model).
 
+Arrays the perception node sent that this node never took (overwritten in the subscription's queue while the node
+was behind) are counted from the publisher's sequence numbers as ``detections_missed`` on ``/diagnostics`` (WARN:
+each one is a frame the trackers skipped).
+
 Publication ``tracks`` (``TrackArray``): one message per DetectionArray, its header copied; per camera of the set
 its confirmed and lost tracks (tentative ones with ``publish_tentative``), then the ones gone since the previous
 frame once with state REMOVED. Track ids are ``camera_id << 32 | n``. The target, while held, is one more track
@@ -47,7 +51,7 @@ from std_msgs.msg import Empty
 from depthtracker.data.images import ImageEncodingError, image_to_array
 from depthtracker.ros.conversions import detections_from_msgs, diagnostic_status, stamp_from_msg, tracks_to_msg
 from depthtracker.ros.params import declare_from_dataclass
-from depthtracker.ros.qos import output_qos
+from depthtracker.ros.qos import MissedMessages, output_qos
 from depthtracker.ros.runtime import run_node
 from depthtracker.tracking import MultiObjectTracker, TargetTracker, TargetTrackerConfig, TrackerConfig
 from depthtracker.tracking.fusion import (
@@ -108,6 +112,7 @@ class TrackingNode(Node):
         self._measured_ns = 0  # stamp of the newest measurement applied to the target
         self._measurement_misses = 0  # sets processed without their measurement in a row (3: stop waiting)
         self.counts = collections.Counter()
+        self._missed = MissedMessages()  # detection arrays the perception node sent that this node never took
         self._proc_s = 0.0
         self._proc_max_s = 0.0
         self._t0 = time.monotonic()
@@ -198,7 +203,8 @@ class TrackingNode(Node):
             first.setdefault(int(d.camera_id), d.frame_id or f"cam{int(d.camera_id)}_optical")
         return [(cam, stamp, frame) for cam, frame in sorted(first.items())]
 
-    def _on_detections(self, msg: DetectionArray) -> None:
+    def _on_detections(self, msg: DetectionArray, info: dict) -> None:
+        self._missed.update(info)
         self._pending.append((time.monotonic(), msg))
         self._flush()
         if self._pending and self._flush_timer.is_canceled():
@@ -293,8 +299,9 @@ class TrackingNode(Node):
     def _diagnostics(self) -> None:
         elapsed = max(time.monotonic() - self._t0, 1e-9)
         c = self.counts
+        c["detections_missed"] = self._missed.missed
         problems = [k for k in ("bad_heatmaps", "invalid_detections", "invalid_measurements", "publish_errors",
-                                "detections_of_unlisted_cameras") if c[k]]
+                                "detections_of_unlisted_cameras", "detections_missed") if c[k]]
         level, message = DiagnosticStatus.OK, "tracking"
         if problems:
             level, message = DiagnosticStatus.WARN, "skipped inputs: " + ", ".join(problems)
@@ -307,8 +314,11 @@ class TrackingNode(Node):
             ("held" if self._target_state.tracking else "lost"),
         }
         for k in ("bad_heatmaps", "invalid_detections", "invalid_measurements", "ignored_measurements",
-                  "rejected_target_requests", "publish_errors", "detections_of_unlisted_cameras"):
+                  "rejected_target_requests", "publish_errors", "detections_of_unlisted_cameras",
+                  "detections_missed"):
             values[k] = c[k]
+        if self._missed.unsupported:
+            values["detections_missed"] = "unknown"  # the middleware gives no publication sequence numbers
         for cam, tracker in sorted(self._trackers.items()):
             values[f"cam{cam}_live_tracks"] = len(tracker.tracks)
         arr = DiagnosticArray(status=[diagnostic_status(f"{self.get_name()}: tracking", level, message,
