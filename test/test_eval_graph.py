@@ -65,7 +65,7 @@ def test_graph_agrees_with_in_process(make_synth_bag, depth_checkpoint, ros_env,
     cfg = GraphEvalConfig(rate=0.5, device="cpu", set_params=(f"perception:depth_checkpoint={depth_checkpoint}",))
     report = evaluate_graph(bag, tmp_path / "out", cfg, compare=True, log=lines.append, env=ros_env)
     log = "\n".join(lines)
-    assert report["coverage"]["sets_answered"] == report["coverage"]["sets"] == 10, log[-4000:]
+    assert report["coverage"]["sets_answered"] == report["coverage"]["sets"] == 10, f"{report['path']}\n{log[-4000:]}"
     assert report["coverage"]["images_with_depth"] == 20
     assert report["path"]["path"] == "ros-graph" and report["in_process"]["path"]["path"] == "in-process"
     diff = report["difference"]
@@ -74,6 +74,11 @@ def test_graph_agrees_with_in_process(make_synth_bag, depth_checkpoint, ros_env,
         assert abs(diff[key]) < 0.02, (key, diff, log[-3000:])
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["sot"]["frames"] == report["sot"]["frames"] and (tmp_path / "out" / "report.md").is_file()
+    # every set answered, and the nodes' final counters say none was lost on the way
+    losses = report["path"]["losses"]
+    assert losses["perception"]["sets_processed"] == "10" and losses["tracking"]["sets_processed"] == "10", losses
+    assert losses["perception"]["images_missed"] == losses["tracking"]["detections_missed"] == "0", losses
+    assert "Losses inside the graph" in (tmp_path / "out" / "report.md").read_text()
     assert "target/set: camera" in log and "graph stopped (status 0)" in log
     # the perception node reported the player's camera publishers matched before the first image went out
     assert "no perception node reported" not in log and "play: played the whole bag" in log, log[-3000:]

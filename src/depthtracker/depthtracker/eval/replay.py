@@ -258,6 +258,10 @@ def report_lines(report: dict[str, Any], title: str) -> list[str]:
         lines.append(f"| multi-object tracking (mean over cameras) | {k} | {m['mean'][k]:.4f} |")
     for k in SOT_KEYS:
         lines.append(f"| single target | {k} | {s.get(k, math.nan):.4f} |")
+    if path.get("losses"):
+        lines += ["", "Losses inside the graph (each node's last /diagnostics): " + "; ".join(
+            f"{kind} " + ", ".join(f"{k} {v}" for k, v in values.items())
+            for kind, values in sorted(path["losses"].items()))]
     if "difference" in report:
         lines += ["", "Graph minus in-process: " + ", ".join(f"{k} {v:+.4f}" for k, v in report["difference"].items())]
     return lines

@@ -10,8 +10,10 @@
    once the perception node reports the player's camera publishers matched (``camera_publishers`` on
    ``/diagnostics``: the subscribers' side of the match, so the first images are not lost);
 3. collects ``depth_heatmap``, ``detections`` and ``tracks`` in this process until the outputs of the last set
-   came back (or ``drain_s`` passed), stops the graph, and scores the outputs with ``eval.replay.score_outputs``:
-   the function that scores the in-process run (``eval.replay.run_in_process``), so the two can be compared.
+   came back (or ``drain_s`` passed), then each node's next ``/diagnostics`` report (``path.losses``: where sets
+   went missing inside the graph, e.g. the perception node's ``dropped_sets`` and ``images_missed``, the tracking
+   node's ``detections_missed``), stops the graph, and scores the outputs with ``eval.replay.score_outputs``: the
+   function that scores the in-process run (``eval.replay.run_in_process``), so the two can be compared.
 
 Writes ``OUT/report.json`` (``depth``, ``det``, ``mot``, ``sot``, ``coverage``, ``path``; with ``compare``, also
 ``in_process`` and ``difference``: the same keys from the in-process run) and ``OUT/report.md``. A set the graph
@@ -40,7 +42,7 @@ import numpy as np
 from depthtracker.data.bags import BagReader
 from depthtracker.data.images import image_to_array
 from depthtracker.eval.replay import GraphOutputs, ReplayConfig, TargetPlan, plan_target, report_lines, score_outputs
-from depthtracker.ros.conversions import detections_from_msgs, stamp_from_msg
+from depthtracker.ros.conversions import detections_from_msgs, node_diagnostics, stamp_from_msg
 from depthtracker.types import TrackState
 
 __all__ = ["GraphEvalConfig", "evaluate_graph", "collect_graph_outputs"]
@@ -58,19 +60,28 @@ class GraphEvalConfig:
     play_delay_s: float = 0.5  # once every camera topic is matched, the player waits this long more, s
     set_params: tuple[str, ...] = ()  # NODE:NAME=VALUE overrides, as depthtracker launch --set-param
     target_ack_s: float = 30.0  # how long both nodes may take to report the target request on /diagnostics, s
+    diagnostics_wait_s: float = 3.0  # after the drain, how long to wait for each node's final /diagnostics, s
 
     def __post_init__(self) -> None:
         if not (self.rate > 0 and math.isfinite(self.rate)):
             raise ValueError(f"GraphEvalConfig.rate must be a positive number, got {self.rate!r}")
-        if self.startup_timeout_s <= 0 or self.drain_s < 0 or self.target_ack_s <= 0:
-            raise ValueError("GraphEvalConfig: startup_timeout_s and target_ack_s must be > 0 and drain_s >= 0, got "
-                             f"{self.startup_timeout_s}, {self.target_ack_s}, {self.drain_s}")
+        if self.startup_timeout_s <= 0 or self.drain_s < 0 or self.target_ack_s <= 0 or self.diagnostics_wait_s < 0:
+            raise ValueError("GraphEvalConfig: startup_timeout_s and target_ack_s must be > 0, drain_s and "
+                             f"diagnostics_wait_s >= 0, got {self.startup_timeout_s}, {self.target_ack_s}, "
+                             f"{self.drain_s}, {self.diagnostics_wait_s}")
+
+
+# the counters of the nodes' /diagnostics that say where a set went missing between the player and the outputs
+LOSS_KEYS = {"perception": ("sets_processed", "dropped_sets", "images_missed", "sync_dropped",
+                            "sets_without_camera_info", "bad_images", "failed_sets"),
+             "tracking": ("sets_processed", "detections_missed")}
 
 
 class _Collector:
     """Subscriptions to the graph's outputs, converted to ``GraphOutputs`` as they arrive (executor thread)."""
 
     def __init__(self, node: Any, camera_of_frame: dict[str, int]) -> None:
+        from diagnostic_msgs.msg import DiagnosticArray
         from sensor_msgs.msg import Image
 
         from depthtracker.ros.qos import output_qos
@@ -80,10 +91,25 @@ class _Collector:
         self.cams = camera_of_frame
         self.last_stamp = 0
         self.lock = threading.Lock()
+        self.diagnostics: dict[str, tuple[float, dict[str, str]]] = {}  # node kind -> (received, newest values)
         qos = output_qos(depth=100)
         node.create_subscription(Image, "depth_heatmap", self._on_depth, qos)
         node.create_subscription(DetectionArray, "detections", self._on_detections, qos)
         node.create_subscription(TrackArray, "tracks", self._on_tracks, qos)
+        node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, output_qos(depth=50))
+
+    def _on_diagnostics(self, msg: Any) -> None:
+        now = time.monotonic()
+        with self.lock:
+            for kind, values in node_diagnostics(msg).items():
+                self.diagnostics[kind] = (now, values)
+
+    def losses(self, since: float) -> dict[str, dict[str, str]]:
+        """Where sets were lost inside the graph, from each node's newest ``/diagnostics`` report received after
+        ``since`` (monotonic); a node with none is left out."""
+        with self.lock:
+            return {kind: {k: values[k] for k in LOSS_KEYS[kind] if k in values}
+                    for kind, (t, values) in self.diagnostics.items() if t > since and kind in LOSS_KEYS}
 
     def _on_depth(self, msg: Any) -> None:
         cam = self.cams.get(msg.header.frame_id)
@@ -192,6 +218,11 @@ def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, 
                 while time.monotonic() < end and collector.last_stamp < last_stamp and not status:
                     time.sleep(0.05)
                 log(f"[eval] outputs drained {time.monotonic() - end + config.drain_s:.1f} s after the last image")
+                # one more /diagnostics report of each node (1 s period by default), so the counts cover every set
+                drained, end = time.monotonic(), time.monotonic() + config.diagnostics_wait_s
+                while time.monotonic() < end and len(collector.losses(drained)) < 2 and not status:
+                    time.sleep(0.05)
+                losses = collector.losses(drained)
                 stop_play.set()
                 spinner.join(timeout=5.0)
                 with collector.lock:
@@ -200,7 +231,7 @@ def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, 
             stop_graph.set()
             runner.join(timeout=60.0)
     out.info = {"path": "ros-graph", "device": config.device, "rate": config.rate,
-                "graph_status": status[0] if status else None}
+                "graph_status": status[0] if status else None, "losses": losses}
     return out
 
 
@@ -214,7 +245,6 @@ def _send_target(node: Any, executor: Any, pub: Any, request: Any, timeout_s: fl
     before any image is played is harmless: both nodes start the same target at the same image."""
     from diagnostic_msgs.msg import DiagnosticArray
 
-    from depthtracker.ros.conversions import node_diagnostics
     from depthtracker.ros.qos import output_qos
 
     held = {"perception": False, "tracking": False}
