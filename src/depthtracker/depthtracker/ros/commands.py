@@ -80,6 +80,9 @@ def run_record(args: argparse.Namespace) -> int:
     total = sum(res.counts.values())
     per_topic = ", ".join(f"{t}: {res.counts.get(t, 0)}" for t in res.types)
     print(f"wrote {res.path} ({args.storage}): {total} messages in {res.seconds:.2f} s ({per_topic})")
+    missed = {t: k for t, k in res.missed.items() if k != 0}
+    print("missed (sent, never recorded): " + (", ".join(f"{t}: {'unknown' if k is None else k}"
+                                                           for t, k in missed.items()) or "none"))
     return 0
 
 

@@ -10,6 +10,9 @@
   message played from a bag written by rosbags may come back up to 3 bytes longer, with the same content;
 * QoS adapts to the publishers found, as rosbag2 does: reliable when every publisher is reliable, else best-effort;
   transient-local when every publisher is (``/tf_static``), so latched messages are recorded;
+* messages a publisher sent that never reached the bag (the recorder's queue overwritten while it was behind, or a
+  best-effort link's losses) are counted per topic from the publishers' sequence numbers (``RecordResult.missed``),
+  logged at the end and printed by ``depthtracker record``;
 * the bag is written into a hidden sibling folder and renamed into place when it is closed, so a bag under its
   name is complete; SIGINT / SIGTERM (or ``duration_s``, or ``stop``) end the recording and close the bag cleanly.
   Storage: ``mcap`` (default) or ``sqlite3``; messages are registered with ``depthtracker.data.bags.typestore()``.
@@ -33,6 +36,7 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from rosbags.rosbag2 import StoragePlugin, Writer
 
 from depthtracker.data.bags import STORAGES, BagError, typestore
+from depthtracker.ros.qos import MissedMessages
 from depthtracker.ros.runtime import standalone_node
 
 __all__ = ["RecordResult", "record", "message_class", "absolute_topic"]
@@ -46,6 +50,10 @@ class RecordResult:
     counts: dict[str, int] = field(default_factory=dict)  # messages written per topic
     types: dict[str, str] = field(default_factory=dict)  # topic -> type
     seconds: float = 0.0  # recording wall time
+    # per topic: messages its publishers sent after the first one heard that never reached the bag (overwritten in
+    # the subscription's queue while the recorder was behind, or lost on a best-effort link), from their sequence
+    # numbers; None when the middleware gives none
+    missed: dict[str, int | None] = field(default_factory=dict)
 
 
 def absolute_topic(name: str) -> str:
@@ -131,6 +139,7 @@ def record(
             writer = Writer(tmpdir / out.name, version=9, storage_plugin=_PLUGINS[storage])
             writer.open()
             counts: dict[str, int] = collections.Counter()
+            missed = {t: MissedMessages() for t in topics}
             clock = node.get_clock()
             for t in topics:
                 try:
@@ -139,9 +148,11 @@ def record(
                     raise BagError(f"cannot record {t}: type {types[t]} is unknown to the bag typestore "
                                    f"({exc})") from exc
 
-                def on_msg(data: bytes, conn: Any = conn, topic: str = t) -> None:
+                # two positional parameters: rclpy passes the MessageInfo (the publisher's sequence number)
+                def on_msg(data: bytes, info: dict, conn: Any = conn, topic: str = t) -> None:
                     writer.write(conn, clock.now().nanoseconds, data)
                     counts[topic] += 1
+                    missed[topic].update(info)
 
                 infos = node.get_publishers_info_by_topic(t)
                 node.create_subscription(classes[t], t, on_msg, _adapted_qos(infos), raw=True)
@@ -153,7 +164,11 @@ def record(
             writer.close()
             writer = None
             os.replace(tmpdir / out.name, out)
-            return RecordResult(out, dict(counts), types, seconds)
+            lost = {t: None if m.unsupported else m.missed for t, m in missed.items()}
+            if any(lost.values()):
+                log("messages sent but never recorded (the recorder fell behind, or a best-effort link lost them): "
+                    + ", ".join(f"{t}: {k}" for t, k in lost.items() if k))
+            return RecordResult(out, dict(counts), types, seconds, lost)
         finally:
             if writer is not None:  # failed half-way: nothing that looks like a bag stays behind
                 try:
