@@ -5,8 +5,10 @@ first one, bag by bag (mean ± s.e. over bags, bags where it is higher).
         --checkpoint yolo_only=runs/b/best.safetensors --bag out/data/test-s9001 --bag out/data/test-s9002 ... \
         --out bench/results/hsvdet_seeds.json
 
-Each bag is scored exactly as ``depthtracker eval hsvdet`` scores it (the same ``detect_bag`` and ``det_metrics``,
-score >= 0.001, the same visibility threshold), without its plots and latency runs; a test checks the two agree.
+Keys: mAP50, mAP50-95 and AP by object size (COCO small / medium / large; a size range with no ground truth in a bag
+is -1 there, as in COCO, and left out of that key's mean over bags). Each bag is scored exactly as ``depthtracker
+eval hsvdet`` scores it (the same ``detect_bag`` and ``det_metrics``, score >= 0.001, the same visibility threshold),
+without its plots and latency runs; a test checks the two agree.
 One model is loaded per checkpoint and reused for every bag. Threads: torch uses OMP_NUM_THREADS.
 """
 
@@ -26,7 +28,7 @@ from depthtracker.eval.hsvdet import HSVDetEvalConfig, detect_bag
 from depthtracker.eval.metrics.det import det_metrics
 from depthtracker.models.hsvdet.predictor import HSVDetPredictor
 
-KEYS = ("map50", "map50_95", "ap_small")
+KEYS = ("map50", "map50_95", "ap_small", "ap_medium", "ap_large")
 
 
 def parse_checkpoint(text: str) -> tuple[str, Path]:
@@ -53,8 +55,15 @@ def score(checkpoint: Path, bags: Sequence[Path], config: HSVDetEvalConfig) -> d
         print(f"{checkpoint} {bag}: " + ", ".join(f"{k} {per_bag[str(bag)][k]:.3f}" for k in KEYS), flush=True)
     pooled = det_metrics(all_gt, all_pred, predictor.config.num_classes, tuple(names))
     return {"checkpoint": str(checkpoint), "per_bag": per_bag, "pooled": {k: float(pooled[k]) for k in KEYS},
-            "mean_over_bags": {k: statistics.fmean(b[k] for b in per_bag.values()) for k in KEYS},
+            "mean_over_bags": {k: _mean_defined([b[k] for b in per_bag.values()]) for k in KEYS},
             "seconds": time.perf_counter() - t0}
+
+
+def _mean_defined(values: list[float]) -> float:
+    """Mean over the bags where the metric is defined: COCO gives -1 for a size range without ground truth (a bag
+    with no large object has no AP large); -1 when no bag has any."""
+    defined = [v for v in values if v >= 0]
+    return statistics.fmean(defined) if defined else -1.0
 
 
 def versus(run: dict[str, Any], ref: dict[str, Any], key: str = "map50_95") -> dict[str, float]:

@@ -172,8 +172,11 @@ def test_heldout_bench_scores_each_bag_as_the_eval_command(checkpoint: Path, mak
                          "--checkpoint", f"again={shipped}", "--bag", str(bags[0]), "--bag", str(bags[1]),
                          "--out", str(tmp_path / "h.json")])
     runs = report["runs"]
-    assert runs["shipped"]["per_bag"][str(bags[0])] == {k: pytest.approx(det[k]) for k in ("map50", "map50_95",
-                                                                                              "ap_small")}
+    assert runs["shipped"]["per_bag"][str(bags[0])] == {k: pytest.approx(det[k]) for k in (
+        "map50", "map50_95", "ap_small", "ap_medium", "ap_large")}
+    for k in ("ap_small", "ap_medium", "ap_large"):  # the mean over bags skips a bag without that size (-1)
+        defined = [b[k] for b in runs["shipped"]["per_bag"].values() if b[k] >= 0]
+        assert runs["shipped"]["mean_over_bags"][k] == pytest.approx(sum(defined) / len(defined) if defined else -1)
     assert runs["again"]["map50_95_minus_shipped"] == {"mean_points": 0.0, "se_points": 0.0, "bags_higher": 0,
                                                         "bags": 2}
     tiny = runs["tiny"]["map50_95_minus_shipped"]
