@@ -134,6 +134,25 @@ def test_bag_replaces_ingest(tiny_bag, tmp_path):
         make_plan(cameras=[f"bag:{tmp_path / 'nope'}"]).children()
 
 
+def test_bag_read_once_per_plan(tiny_bag, tmp_path, monkeypatch):
+    """The plan opens ``--camera bag:PATH`` once for its camera ids, played topics and rig file, however many ask."""
+    import depthtracker.data.bags as bags
+
+    opened = []
+
+    class Counting(bags.BagReader):
+        def __init__(self, path, *args, **kwargs):
+            opened.append(path)
+            super().__init__(path, *args, **kwargs)
+
+    monkeypatch.setattr(bags, "BagReader", Counting)
+    plan = make_plan(cameras=[f"bag:{tiny_bag}"], record=tmp_path / "rec")
+    k = by_name(plan.children(tmp_path))
+    assert plan.camera_ids() == [0, 1, 2] and "/tf_static" in plan.played_topics()
+    assert dict(k["perception"].files)[tmp_path / "rig.yaml"].startswith("# T_world_cam")
+    assert len(opened) == 1
+
+
 def test_record_topics_and_namespace(tmp_path):
     plan = make_plan(cameras=["video:a.mp4", "video:b.mp4"], namespace="/rig/", record=tmp_path / "bag")
     assert plan.graph.namespace == "rig"

@@ -7,7 +7,7 @@ record, parameter overrides) and ``LaunchPlan.children()`` turns it into one ``C
 player replacing the ingest node for ``--camera bag:PATH``, and the recorder for ``--record``.
 
 Pure: no process is started and no ROS module is imported (``depthtracker.ros.launcher`` runs the plan). Reading the
-camera count does open files: the synthetic world's YAML, or the bag's topic list.
+camera count does open files: the synthetic world's YAML, or the bag (read once per plan).
 
 Parameters files and namespaces: rcl applies a params-file entry keyed by a bare node name (``tracking:``) only to
 that node in the root namespace. Under a namespace such a file is handed to the node as a copy keyed
@@ -18,6 +18,7 @@ lost; files keyed ``/**/<node>`` (``config/cameras.yaml``) or ``/**`` are passed
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import sys
 import tempfile
@@ -121,6 +122,13 @@ class Child:
 
 
 @dataclass(frozen=True)
+class _BagContents:
+    camera_ids: tuple[int, ...]
+    played_topics: tuple[str, ...]  # camera inputs and /tf_static
+    rig_yaml: str  # the recorded rig's extrinsics file ("" when the perception node is off)
+
+
+@dataclass(frozen=True)
 class LaunchPlan:
     """A graph plus the overrides of ``depthtracker launch``; ``children()`` gives the processes to run."""
 
@@ -183,10 +191,7 @@ class LaunchPlan:
     def camera_ids(self) -> list[int]:
         """The ids N of the cameras publishing ``camN/*``: the bag's, the synthetic rig's, or one per source SPEC."""
         if self.bag is not None:
-            from depthtracker.data.bags import BagReader
-
-            with BagReader(self.bag) as reader:  # BagError (a ValueError) names a missing or broken bag
-                return list(reader.camera_ids)
+            return list(self._bag_contents.camera_ids)
         params = self.ingest_parameters()
         specs = params.get("cameras", ["synth"])
         if not isinstance(specs, list) or not specs:
@@ -212,12 +217,19 @@ class LaunchPlan:
     def played_topics(self) -> list[str]:
         """What the player of ``--camera bag:PATH`` publishes: the bag's camera inputs and ``/tf_static``, never the
         outputs a recorded graph stored beside them (the running nodes publish those afresh)."""
-        from depthtracker.data.bags import BagReader
+        return [] if self.bag is None else list(self._bag_contents.played_topics)
 
-        if self.bag is None:
-            return []
-        with BagReader(self.bag) as reader:
-            return sorted(t for t in reader.topics if _PLAYED_TOPIC.match(t))
+    @functools.cached_property
+    def _bag_contents(self) -> _BagContents:
+        """What the plan needs from ``--camera bag:PATH``, read once (the bag may be large and on slow storage)."""
+        from depthtracker.data.bags import BagReader
+        from depthtracker.data.extrinsics import rig_file_text
+
+        assert self.bag is not None
+        with BagReader(self.bag) as reader:  # BagError (a ValueError) names a missing or broken bag
+            played = tuple(sorted(t for t in reader.topics if _PLAYED_TOPIC.match(t)))
+            rig = rig_file_text(reader.cameras) if self.graph.enable_perception else ""  # only the model reads it
+            return _BagContents(tuple(reader.camera_ids), played, rig)
 
     # -- processes -------------------------------------------------------------------------------------------------
     def children(self, rundir: Path | None = None) -> list[Child]:
@@ -238,11 +250,7 @@ class LaunchPlan:
         perception_extra = [f"device:={g.device}", f"cameras:={n_cameras}", "autostart:=true"]
         if self.bag is not None and g.enable_perception:
             # the recorded rig's poses (its /tf_static, read by rosbags) for the model's camera embedding
-            from depthtracker.data.bags import BagReader
-            from depthtracker.data.extrinsics import rig_file_text
-
-            with BagReader(self.bag) as reader:
-                rig_files = ((rundir / "rig.yaml", rig_file_text(reader.cameras)),)
+            rig_files = ((rundir / "rig.yaml", self._bag_contents.rig_yaml),)
             perception_extra.append(f"extrinsics:={rundir / 'rig.yaml'}")
         extra = {
             "perception": perception_extra,
