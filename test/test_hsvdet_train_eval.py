@@ -169,9 +169,19 @@ def test_heldout_bench_scores_each_bag_as_the_eval_command(checkpoint: Path, mak
     det = json.loads((tmp_path / "e" / "report.json").read_text())["det"]
     assert det["map50"] > 0.2  # a real score to compare, not 0 == 0
     report = bench.main(["--checkpoint", f"shipped={shipped}", "--checkpoint", f"tiny={checkpoint}",
-                         "--checkpoint", f"again={shipped}", "--bag", str(bags[0]), "--bag", str(bags[1]),
-                         "--out", str(tmp_path / "h.json")])
+                         "--checkpoint", f"again={shipped}", "--checkpoint", f"half={shipped}@160x128",
+                         "--bag", str(bags[0]), "--bag", str(bags[1]), "--out", str(tmp_path / "h.json")])
     runs = report["runs"]
+    assert runs["shipped"]["input_wh"] == [320, 256] and runs["half"]["input_wh"] == [160, 128]
+    assert runs["half"]["per_bag"] != runs["shipped"]["per_bag"]  # the other input size was really used
+    for name in ("again", "half", "tiny"):  # every key's paired difference, over the bags where both define it
+        run, ref = runs[name]["per_bag"], runs["shipped"]["per_bag"]
+        for k, d in runs[name]["minus_shipped"].items():
+            both = [b for b in map(str, bags) if min(run[b][k], ref[b][k]) >= 0]
+            assert d["bags"] == len(both)
+            if both:
+                assert d["mean_points"] == pytest.approx(sum(100 * (run[b][k] - ref[b][k]) for b in both) / len(both))
+    assert runs["again"]["minus_shipped"]["map50_95"] == runs["again"]["map50_95_minus_shipped"]
     assert runs["shipped"]["per_bag"][str(bags[0])] == {k: pytest.approx(det[k]) for k in (
         "map50", "map50_95", "ap_small", "ap_medium", "ap_large")}
     for k in ("ap_small", "ap_medium", "ap_large"):  # the mean over bags skips a bag without that size (-1)
@@ -186,7 +196,8 @@ def test_heldout_bench_scores_each_bag_as_the_eval_command(checkpoint: Path, mak
     assert json.loads((tmp_path / "h.json").read_text())["reference"] == "shipped"
     for argv, message in ((["--checkpoint", "a=no/such.safetensors"], "is not a file"),
                           (["--checkpoint", f"a={checkpoint}", "--bag", str(tmp_path / "nobag")], "not found"),
-                          (["--checkpoint", f"a={checkpoint}", "--bag", str(bags[0])], "each --bag once")):
+                          (["--checkpoint", f"a={checkpoint}", "--bag", str(bags[0])], "each --bag once"),
+                          (["--checkpoint", f"a={checkpoint}@320x250"], "multiples of 32")):
         with pytest.raises(SystemExit):
             bench.main([*argv, "--bag", str(bags[0]), "--out", str(tmp_path / "x.json")])
         assert message in capsys.readouterr().err
