@@ -120,7 +120,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ref = checkpoints[0][0]
     for name, run in runs.items():
         if name != ref:
-            run[f"map50_95_minus_{ref}"] = versus(run, runs[ref])
             run[f"minus_{ref}"] = {k: versus(run, runs[ref], k) for k in KEYS}
     report = {"machine": machine(), "bags": [str(b) for b in args.bag], "reference": ref, "runs": runs}
     args.out.parent.mkdir(parents=True, exist_ok=True)
