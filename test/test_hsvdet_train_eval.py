@@ -187,7 +187,7 @@ def test_heldout_bench_scores_each_bag_as_the_eval_command(checkpoint: Path, mak
         defined = [b[k] for b in runs["shipped"]["per_bag"].values() if b[k] >= 0]
         assert runs["shipped"]["mean_over_bags"][k] == pytest.approx(sum(defined) / len(defined) if defined else -1)
     assert runs["again"]["minus_shipped"]["map50_95"] == {"mean_points": 0.0, "se_points": 0.0, "bags_higher": 0,
-                                                        "bags": 2}
+                                                          "bags": 2}
     tiny = runs["tiny"]["minus_shipped"]["map50_95"]
     expected = [100 * (runs["tiny"]["per_bag"][str(b)]["map50_95"] - runs["shipped"]["per_bag"][str(b)]["map50_95"])
                 for b in bags]
