@@ -77,7 +77,8 @@ def run_inprocess(args: argparse.Namespace, sets: list, cameras: list) -> dict[s
 
     pipe = PerceptionPipeline.from_config(PerceptionConfig(depth_checkpoint=args.depth_checkpoint,
                                                            detector_checkpoint=args.detector_checkpoint,
-                                                           device=args.device))
+                                                           device=args.device,
+                                                           model_concurrency=args.model_concurrency))
     sync = None
     if pipe.device.startswith("cuda"):
         import torch
@@ -128,7 +129,8 @@ def run_inprocess(args: argparse.Namespace, sets: list, cameras: list) -> dict[s
     run = {"kind": "back_to_back", "warmup_sets": warm, "sets": len(total), "wall_s": wall, "sets_per_s": sets_per_s,
            "camera_frames_per_s": sets_per_s * len(cameras), "per_set_ms": stats_ms(total),
            "tracking_ms": stats_ms(track), "stage_ms": {n: stats_ms(v) for n, v in stages.items() if v}}
-    return {"device": pipe.device, "checkpoints": pipe.checkpoints, "runs": [run],
+    return {"device": pipe.device, "checkpoints": pipe.checkpoints, "model_concurrency": pipe.concurrency,
+            "runs": [run],
             "summary": {"peak_sets_per_s": sets_per_s, "peak_camera_fps": sets_per_s * len(cameras),
                         "peak_bound": "compute (back to back)", "latency_rate_hz": None,
                         "latency_p50_ms": run["per_set_ms"]["p50"], "latency_p99_ms": run["per_set_ms"]["p99"],
@@ -169,7 +171,8 @@ def print_report(report: dict) -> None:
     print(f"date: {report['date']}; 1-min load before / after: {report['load_before']:.2f} / "
           f"{report['load_after']:.2f} (other processes on the same cores lower the figures)")
     print(f"path: {st['path']}; {st['cameras']} x {st['width']}x{st['height']}; device {report['device']}; "
-          f"depth={report['checkpoints']['depth']}; detector={report['checkpoints']['detector']}")
+          f"depth={report['checkpoints']['depth']}; detector={report['checkpoints']['detector']}; "
+          f"models {report.get('model_concurrency', 'sequential')}")
     if st["path"] == "inprocess":
         r = report["runs"][0]
         print(f"{r['sets']} sets back to back after {r['warmup_sets']} warm-up sets in {r['wall_s']:.2f} s")
@@ -229,6 +232,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="DepthTrack safetensors; default the shipped models/depthtrack-edge; none = no depth")
     p.add_argument("--detector-checkpoint", default="", metavar="PATH",
                    help="HSV-DET safetensors; default the shipped models/hsvdet-n; none = no detector (inprocess only)")
+    p.add_argument("--model-concurrency", choices=("auto", "parallel", "sequential"), default="auto",
+                   help="perception: detector beside depth in a worker thread, or one after the other (default auto)")
     p.add_argument("--rate", type=float, default=30.0,
                    help="ros: rate of the latency run, sets/s; inprocess: stamp spacing 1/rate (default 30)")
     p.add_argument("--duration", type=float, default=10.0, help="counted seconds per run (default 10)")

@@ -189,7 +189,8 @@ def run_ros(args: argparse.Namespace, sets: list, cameras: list, workdir: Path) 
     rig = write_rig_file(workdir / "rig.yaml", cameras)
     params = [f"perception:cameras={len(cameras)}", "perception:reliability=reliable", f"perception:extrinsics={rig}",
               f"perception:depth_checkpoint={args.depth_checkpoint}",
-              f"perception:detector_checkpoint={args.detector_checkpoint}"]
+              f"perception:detector_checkpoint={args.detector_checkpoint}",
+              f"perception:model_concurrency={args.model_concurrency}"]
     plan = LaunchPlan(GraphSpec(enable_ingest=False, device=args.device, respawn=False), set_params=tuple(params))
     log_lines: deque[str] = deque(maxlen=200)
     log_file = (workdir / "graph.log").open("w")
@@ -266,5 +267,6 @@ def run_ros(args: argparse.Namespace, sets: list, cameras: list, workdir: Path) 
                              "drop_fraction": best["drop_fraction"]} if best and not sustained else None),
     }
     return {"device": device, "checkpoints": {"depth": args.depth_checkpoint, "detector": args.detector_checkpoint},
+            "model_concurrency": fixed["node_diagnostics"]["perception"].get("model_concurrency", "not reported"),
             "startup_s": startup_s, "graph_status": status[0] if status else None, "runs": runs, "summary": summary,
             "environment": env, "graph_argv": [list(c.argv) for c in plan.children(workdir)]}

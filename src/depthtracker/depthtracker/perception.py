@@ -10,9 +10,15 @@ runs in process (``eval/replay.py``), so the graph and the in-process path share
     out.target        # TargetCandidates of the target's camera, or None when no target is held or in this set
 
 Models: DepthTrack (depth of every camera in one forward pass, and the single-target candidates) and HSV-DET
-(every camera in one batched forward pass). ``""`` picks the shipped checkpoint (``models/depthtrack-edge``,
-``models/hsvdet-n``), ``"none"`` disables that model, anything else is a checkpoint path. A configured checkpoint
-that cannot be found or loaded is an error naming it: there is no silent fallback to random weights.
+(every camera in one batched forward pass). ``model_concurrency``: ``parallel`` runs HSV-DET in a worker thread while
+DepthTrack (depth, then the target search) runs in the caller's, so the two models' kernels use two cores at once;
+``sequential`` runs them one after the other; ``auto`` (default) is ``parallel`` on a CPU with at least two cores when
+both models are enabled, else ``sequential`` (on CUDA the overlap is not measured yet). Either way every output is the
+same: the models share no state and each runs its own operations in its own order.
+
+Checkpoints: ``""`` picks the shipped one (``models/depthtrack-edge``, ``models/hsvdet-n``), ``"none"`` disables
+that model, anything else is a checkpoint path. A configured checkpoint that cannot be found or loaded is an error
+naming it: there is no silent fallback to random weights.
 
 Single target (``set_target`` / ``clear_target``): the template is cut from the request's image: the buffered image
 of that camera nearest the request's stamp (within ``target_match_s``) when the pipeline has already seen it, else
@@ -37,12 +43,13 @@ from depthtracker.tracking import TargetTracker, TargetTrackerConfig
 from depthtracker.types import CameraModel, DepthMap, Detections, Frame
 
 __all__ = ["PerceptionConfig", "PerceptionPipeline", "PerceptionResult", "TargetCandidates", "resolve_checkpoint",
-           "DISABLED"]
+           "resolve_concurrency", "cpu_threads_for", "DISABLED"]
 
 DISABLED = "none"  # checkpoint value that turns a model off
 STAMP_EPS_NS = 1_000_000  # stamps closer than this name the same image
 SHIPPED = {"depth": "depthtrack-edge", "detector": "hsvdet-n"}
 DEVICES = ("auto", "cpu", "cuda")
+CONCURRENCY = ("auto", "parallel", "sequential")
 
 
 @dataclass(frozen=True)
@@ -59,7 +66,8 @@ class PerceptionConfig:
     max_candidates: int = 5  # single-target candidates per image, >= 1
     target_match_s: float = 0.5  # a target request takes its template from a buffered image this close in time, s
     image_buffer: int = 16  # images kept per camera for target requests that refer to a past image, >= 1
-    cpu_threads: int = 0  # torch threads on the CPU; 0 = one core fewer than the machine has (1..8), >= 0
+    cpu_threads: int = 0  # torch threads on the CPU; 0 = automatic (see cpu_threads_for), >= 0
+    model_concurrency: str = "auto"  # auto | parallel (detector in a worker thread beside depth) | sequential
 
     def __post_init__(self) -> None:
         for name in ("depth_checkpoint", "detector_checkpoint", "device"):
@@ -67,6 +75,9 @@ class PerceptionConfig:
                 raise ValueError(f"PerceptionConfig.{name} must be a string, got {getattr(self, name)!r}")
         if self.device.split(":")[0] not in DEVICES:
             raise ValueError(f"PerceptionConfig.device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        if self.model_concurrency not in CONCURRENCY:
+            raise ValueError(f"PerceptionConfig.model_concurrency must be one of {', '.join(CONCURRENCY)}, got "
+                             f"{self.model_concurrency!r}")
         for name, lo, hi in (("detection_score", 0.0, 1.0), ("target_score", 0.0, 1.0), ("nms_iou", 1e-6, 1.0),
                              ("target_match_s", 0.0, 60.0)):
             v = getattr(self, name)
@@ -93,7 +104,8 @@ class TargetCandidates:
 
 @dataclass(frozen=True, eq=False)
 class PerceptionResult:
-    """What one camera set produced. ``timings_ms``: ``depth``, ``detect``, ``target``, ``total`` wall times."""
+    """What one camera set produced. ``timings_ms``: ``depth``, ``detect``, ``target``, ``total`` wall times (run in
+    parallel, ``detect`` overlaps ``depth`` and ``target``: ``total`` is the set's wall time, not their sum)."""
 
     depths: list[DepthMap] | None
     detections: list[Detections] | None
@@ -130,6 +142,30 @@ def resolve_checkpoint(value: str, kind: str) -> Path | None:
     return path
 
 
+def resolve_concurrency(value: str, device: str, depth: bool, detector: bool) -> str:
+    """``parallel`` or ``sequential`` for ``model_concurrency`` ``value`` on ``device`` with these models enabled."""
+    import os
+
+    if not (depth and detector):
+        return "sequential"  # one model: nothing to overlap
+    if value != "auto":
+        return value
+    return "parallel" if device == "cpu" and (os.cpu_count() or 1) >= 2 else "sequential"
+
+
+def cpu_threads_for(config: PerceptionConfig, concurrency: str) -> int:
+    """Torch threads on the CPU: ``cpu_threads`` when set, else one core fewer than the machine has, shared by the
+    models running at once (1..8 each). The nodes of a graph share the cores: OpenMP threads spinning against the
+    other processes cost more than they give (2 cores, sequential: 54 ms p50 with 1 thread against 79 ms with 2,
+    bench/graph.py). Parallel on 2 cores: one thread per model (bench/results/graph.md)."""
+    import os
+
+    if config.cpu_threads:
+        return config.cpu_threads
+    spare = max(1, (os.cpu_count() or 2) - 1)
+    return max(1, min(8, spare // (2 if concurrency == "parallel" else 1)))
+
+
 def _device(value: str) -> str:
     import torch
 
@@ -153,6 +189,7 @@ class PerceptionPipeline:
     def __init__(self, config: PerceptionConfig, depth: Any = None, detector: Any = None,
                  target_config: TargetTrackerConfig | None = None) -> None:
         self.config = config
+        self._pool: Any = None  # the detector's worker thread (parallel), started with the first set
         self.depth = depth
         self.detector = detector
         self.target_config = target_config or TargetTrackerConfig()
@@ -166,22 +203,23 @@ class PerceptionPipeline:
         self.device = str(depth.device if depth is not None else detector.device if detector is not None else "cpu")
         self.checkpoints = {"depth": "given" if depth is not None else DISABLED,
                             "detector": "given" if detector is not None else DISABLED}
+        # "parallel" or "sequential", as resolved for these models on this device
+        self.concurrency = resolve_concurrency(config.model_concurrency, self.device.split(":")[0],
+                                               depth is not None, detector is not None)
 
     @classmethod
     def from_config(cls, config: PerceptionConfig,
                     target_config: TargetTrackerConfig | None = None) -> PerceptionPipeline:
         """Load the configured checkpoints on the configured device (errors name the checkpoint or device)."""
         dev = _device(config.device)
+        depth_path = resolve_checkpoint(config.depth_checkpoint, "depth")
+        det_path = resolve_checkpoint(config.detector_checkpoint, "detector")
         if dev == "cpu":
-            import os
-
             import torch
 
-            # The nodes of a graph share the cores: OpenMP threads spinning against the other processes cost more
-            # than they give (measured on 2 cores: 54 ms p50 with 1 thread against 79 ms with 2, bench/graph.py).
-            torch.set_num_threads(config.cpu_threads or max(1, min(8, (os.cpu_count() or 2) - 1)))
+            torch.set_num_threads(cpu_threads_for(config, resolve_concurrency(
+                config.model_concurrency, dev, depth_path is not None, det_path is not None)))
         depth = detector = None
-        depth_path = resolve_checkpoint(config.depth_checkpoint, "depth")
         if depth_path is not None:
             from depthtracker.models.depthtrack import DepthTrackRuntimeConfig
             from depthtracker.models.depthtrack.predictor import DepthTrackPredictor
@@ -190,7 +228,6 @@ class PerceptionPipeline:
                                               score_threshold=config.target_score,
                                               max_candidates=config.max_candidates)
             depth = DepthTrackPredictor.from_checkpoint(depth_path, device=dev, runtime=runtime)
-        det_path = resolve_checkpoint(config.detector_checkpoint, "detector")
         if det_path is not None:
             from depthtracker.models.hsvdet.predictor import HSVDetPredictor
 
@@ -275,22 +312,44 @@ class PerceptionPipeline:
             buf = self._images.setdefault(f.camera_id, collections.deque(maxlen=self.config.image_buffer))
             buf.append((f.stamp_ns, f.image))
         depths = detections = target = None
-        if self.depth is not None:
-            t = time.perf_counter()
-            depths = [DepthMap(d.depth, f.camera_id, f.stamp_ns)
-                      for d, f in zip(self.depth.predict_depth([f.image for f in frames], cameras), frames)]
-            times["depth"] = 1e3 * (time.perf_counter() - t)
-        if self.detector is not None:
-            t = time.perf_counter()
-            detections = self.detector.predict([f.image for f in frames], [f.camera_id for f in frames],
-                                               [f.stamp_ns for f in frames])
-            times["detect"] = 1e3 * (time.perf_counter() - t)
-        if self.depth is not None and self.target_camera is not None:
-            t = time.perf_counter()
-            target = self._target(frames)
-            times["target"] = 1e3 * (time.perf_counter() - t)
+        pending = None
+        if self.detector is not None and self.concurrency == "parallel":
+            if self._pool is None:
+                import concurrent.futures
+
+                self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perception-detector")
+            pending = self._pool.submit(self._detect, frames)
+        try:
+            if self.depth is not None:
+                t = time.perf_counter()
+                depths = [DepthMap(d.depth, f.camera_id, f.stamp_ns)
+                          for d, f in zip(self.depth.predict_depth([f.image for f in frames], cameras), frames)]
+                times["depth"] = 1e3 * (time.perf_counter() - t)
+            if self.depth is not None and self.target_camera is not None:
+                t = time.perf_counter()
+                target = self._target(frames)
+                times["target"] = 1e3 * (time.perf_counter() - t)
+        finally:
+            if pending is not None:
+                pending.exception()  # waits: the detector never outlives the set, even when depth failed
+        if pending is not None:
+            detections, times["detect"] = pending.result()  # its own error, if any, raised here
+        elif self.detector is not None:
+            detections, times["detect"] = self._detect(frames)
         times["total"] = 1e3 * (time.perf_counter() - t_start)
         return PerceptionResult(depths, detections, target, times)
+
+    def _detect(self, frames: Sequence[Frame]) -> tuple[list[Detections], float]:
+        t = time.perf_counter()
+        out = self.detector.predict([f.image for f in frames], [f.camera_id for f in frames],
+                                    [f.stamp_ns for f in frames])
+        return out, 1e3 * (time.perf_counter() - t)
+
+    def close(self) -> None:
+        """Stop the detector's worker thread (parallel); the pipeline can still be used (it starts a new one)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def _target(self, frames: Sequence[Frame]) -> TargetCandidates | None:
         frame = next((f for f in frames if f.camera_id == self.target_camera), None)

@@ -159,7 +159,8 @@ class PerceptionNode(LifecycleNode):
         if self.config.device == "auto" and p.device == "cpu":
             fallback = " (CPU fallback: CUDA is not available)"
         self.get_logger().info(f"models on {p.device}{fallback} in {time.perf_counter() - t:.1f} s: "
-                               f"depth={p.checkpoints['depth']}, detector={p.checkpoints['detector']}")
+                               f"depth={p.checkpoints['depth']}, detector={p.checkpoints['detector']}, "
+                               f"models {p.concurrency}")
         self._create_entities()
         return TransitionCallbackReturn.SUCCESS
 
@@ -203,6 +204,8 @@ class PerceptionNode(LifecycleNode):
                 self.destroy_subscription(ent)
         self._entities, self._matched = [], {}
         with self._lock:
+            if self.pipeline is not None:
+                self.pipeline.close()
             self.pipeline = None
         try:
             import torch
@@ -470,6 +473,7 @@ class PerceptionNode(LifecycleNode):
             "node_latency_p99_ms": f"{np.percentile(self._node_ms, 99):.1f}" if self._node_ms else "nan",
             "mean_processing_ms": f"{np.mean(self._proc_ms):.1f}" if self._proc_ms else "nan",
             "device": p.device if p is not None else "none",
+            "model_concurrency": p.concurrency if p is not None else "none",
             "depth_model": p.checkpoints["depth"] if p is not None else "none",
             "detector": p.checkpoints["detector"] if p is not None else "none",
             "target_camera": p.target_camera if p is not None and p.target_camera is not None else "none",
