@@ -213,3 +213,32 @@ def test_postprocess_on_model_output() -> None:
     assert len(dets) == 2 and all(0 < len(d) <= 5 for d in dets)
     assert dets[1].boxes[:, 2].max() <= 640 and dets[1].boxes[:, 3].max() <= 480
     assert all(np.all(np.diff(d.scores) <= 0) for d in dets)
+
+
+def test_fold_batchnorm_matches_the_network_and_leaves_it_alone() -> None:
+    from depthtracker.models.hsvdet.blocks import ConvBNAct, fold_batchnorm
+
+    torch.manual_seed(0)
+    model = HSVDet(tiny())
+    with torch.no_grad():  # BatchNorm statistics far from identity, so a wrong fold cannot pass
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-1, 1)
+                m.running_var.uniform_(0.2, 3.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.5, 0.5)
+    model.eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    folded = fold_batchnorm(model)
+    blocks = [m for m in folded.modules() if isinstance(m, ConvBNAct)]
+    assert blocks and all(isinstance(b.bn, torch.nn.Identity) and b.conv.bias is not None for b in blocks)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the original is untouched
+    x = torch.rand(2, 3, H, W)
+    with torch.no_grad():
+        ref, got = model(x), folded(x)
+        got_nhwc = folded.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
+    for a, b in ((ref.box_logits, got.box_logits), (ref.cls_logits, got.cls_logits),
+                 (ref.box_logits, got_nhwc.box_logits), (ref.cls_logits, got_nhwc.cls_logits)):
+        for ra, rb in zip(a, b, strict=True):
+            torch.testing.assert_close(rb, ra, rtol=1e-4, atol=1e-4)

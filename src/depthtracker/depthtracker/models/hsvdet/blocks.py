@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["ConvBNAct", "Bottleneck", "C2f", "SPPF"]
+__all__ = ["ConvBNAct", "Bottleneck", "C2f", "SPPF", "fold_batchnorm"]
 
 # YOLOv8's BatchNorm settings: a small eps and a slow running-average momentum suit small detection batches.
 BN_EPS = 1e-3
@@ -82,3 +82,29 @@ class SPPF(nn.Module):
         for _ in range(3):
             y.append(self.pool(y[-1]))
         return self.cv2(torch.cat(y, dim=1))  # (B, 4 * hidden, H, W) -> (B, c_out, H, W)
+
+
+@torch.no_grad()
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """An inference copy of ``model`` whose every ``ConvBNAct`` has its BatchNorm folded into the convolution.
+
+    In eval mode BatchNorm is the affine map ``y = (x - mean) / sqrt(var + eps) * w + b`` per channel, so
+    ``bn(conv(x))`` equals one convolution with weight ``W * s`` and bias ``b - mean * s``, ``s = w / sqrt(var + eps)``
+    (equal up to float rounding; one pass over the features fewer). The copy is in eval mode and shares nothing with
+    ``model``: weights changed in ``model`` afterwards are not seen. ``model`` itself is left as it is.
+    """
+    import copy
+
+    folded = copy.deepcopy(model).eval()
+    for block in folded.modules():
+        if not isinstance(block, ConvBNAct) or not isinstance(block.bn, nn.BatchNorm2d):
+            continue
+        conv, bn = block.conv, block.bn
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)  # (C_out,)
+        fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                          conv.dilation, conv.groups, bias=True).to(conv.weight.device, conv.weight.dtype)
+        fused.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1))  # (C_out, C_in, k, k)
+        bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+        fused.bias.copy_((bias - bn.running_mean) * scale + bn.bias)
+        block.conv, block.bn = fused, nn.Identity()
+    return folded
