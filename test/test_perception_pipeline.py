@@ -115,7 +115,13 @@ def test_errors_propagate_and_the_detector_never_outlives_the_set():
 def test_auto_resolution_and_threads(monkeypatch):
     import os
 
-    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    import depthtracker.perception as perception
+
+    if hasattr(os, "sched_getaffinity"):  # the affinity mask, not the machine's count, decides
+        monkeypatch.setattr(os, "cpu_count", lambda: 64)
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+        assert perception.usable_cores() == 2
+    monkeypatch.setattr(perception, "usable_cores", lambda: 2)
     assert resolve_concurrency("auto", "cpu", True, True) == "parallel"
     assert resolve_concurrency("auto", "cuda", True, True) == "sequential"  # not measured on a GPU
     assert resolve_concurrency("parallel", "cpu", True, False) == "sequential"  # one model: nothing to overlap
@@ -124,9 +130,9 @@ def test_auto_resolution_and_threads(monkeypatch):
     assert cpu_threads_for(PerceptionConfig(), "parallel") == 1
     assert cpu_threads_for(PerceptionConfig(), "sequential") == 1
     assert cpu_threads_for(PerceptionConfig(cpu_threads=3), "parallel") == 3
-    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    monkeypatch.setattr(perception, "usable_cores", lambda: 1)
     assert resolve_concurrency("auto", "cpu", True, True) == "sequential"
-    monkeypatch.setattr(os, "cpu_count", lambda: 9)
+    monkeypatch.setattr(perception, "usable_cores", lambda: 9)
     assert cpu_threads_for(PerceptionConfig(), "parallel") == 4
     assert cpu_threads_for(PerceptionConfig(), "sequential") == 8
     with pytest.raises(ValueError, match="model_concurrency must be one of auto, parallel, sequential"):

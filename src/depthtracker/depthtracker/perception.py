@@ -43,7 +43,7 @@ from depthtracker.tracking import TargetTracker, TargetTrackerConfig
 from depthtracker.types import CameraModel, DepthMap, Detections, Frame
 
 __all__ = ["PerceptionConfig", "PerceptionPipeline", "PerceptionResult", "TargetCandidates", "resolve_checkpoint",
-           "resolve_concurrency", "cpu_threads_for", "DISABLED"]
+           "resolve_concurrency", "cpu_threads_for", "usable_cores", "DISABLED"]
 
 DISABLED = "none"  # checkpoint value that turns a model off
 STAMP_EPS_NS = 1_000_000  # stamps closer than this name the same image
@@ -142,27 +142,32 @@ def resolve_checkpoint(value: str, kind: str) -> Path | None:
     return path
 
 
-def resolve_concurrency(value: str, device: str, depth: bool, detector: bool) -> str:
-    """``parallel`` or ``sequential`` for ``model_concurrency`` ``value`` on ``device`` with these models enabled."""
+def usable_cores() -> int:
+    """Cores this process may run on: its CPU affinity (``taskset``, cpusets), else the machine's count."""
     import os
 
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def resolve_concurrency(value: str, device: str, depth: bool, detector: bool) -> str:
+    """``parallel`` or ``sequential`` for ``model_concurrency`` ``value`` on ``device`` with these models enabled."""
     if not (depth and detector):
         return "sequential"  # one model: nothing to overlap
     if value != "auto":
         return value
-    return "parallel" if device == "cpu" and (os.cpu_count() or 1) >= 2 else "sequential"
+    return "parallel" if device == "cpu" and usable_cores() >= 2 else "sequential"
 
 
 def cpu_threads_for(config: PerceptionConfig, concurrency: str) -> int:
-    """Torch threads on the CPU: ``cpu_threads`` when set, else one core fewer than the machine has, shared by the
-    models running at once (1..8 each). The nodes of a graph share the cores: OpenMP threads spinning against the
-    other processes cost more than they give (2 cores, sequential: 54 ms p50 with 1 thread against 79 ms with 2,
-    bench/graph.py). Parallel on 2 cores: one thread per model (bench/results/graph.md)."""
-    import os
-
+    """Torch threads on the CPU: ``cpu_threads`` when set, else one core fewer than the process may use
+    (``usable_cores``), shared by the models running at once (1..8 each). The nodes of a graph share the cores: OpenMP
+    threads spinning against the other processes cost more than they give (2 cores, sequential: 54 ms p50 with 1
+    thread against 79 ms with 2, bench/graph.py). Parallel on 2 cores: one thread per model (bench/results/graph.md)."""
     if config.cpu_threads:
         return config.cpu_threads
-    spare = max(1, (os.cpu_count() or 2) - 1)
+    spare = max(1, usable_cores() - 1)
     return max(1, min(8, spare // (2 if concurrency == "parallel" else 1)))
 
 
