@@ -320,14 +320,22 @@ def test_ordered_shutdown_and_escalation(tmp_path, monkeypatch):
     assert "[launch] tracking still running: sending SIGTERM" in log
 
 
-def test_play_finishing_keeps_graph_or_stops_it():
-    kids = [py("play", "print('played')", STAGE_SOURCES, respawn=False), py("tracking", SLEEPER)]
+def test_play_finishing_keeps_graph_or_stops_it(tmp_path):
+    def kids(run: str) -> list[Child]:
+        # play ends once tracking is up: a SIGINT that lands while an interpreter is still starting makes it exit
+        # with status 1 (KeyboardInterrupt before the main module runs), a start-up race this test is not about
+        up = str(tmp_path / f"tracking-up-{run}")
+        return [py("play", f"import os, time\nwhile not os.path.exists({up!r}): time.sleep(0.02)\nprint('played')",
+                   STAGE_SOURCES, respawn=False),
+                py("tracking", f"import time\nopen({up!r}, 'w').close()\nprint('up', flush=True)\n"
+                               "while True: time.sleep(0.05)")]
+
     log = Log()
     t = time.monotonic()
-    assert run_children(kids, duration_s=2.0, log=log) == 0 and time.monotonic() - t > 1.9
+    assert run_children(kids("keep"), duration_s=2.0, log=log) == 0 and time.monotonic() - t > 1.9
     assert "[launch] play finished the bag; the graph keeps running until stopped" in log
     t = time.monotonic()
-    assert run_children(kids, duration_s=20.0, stop_when_played=True, log=Log()) == 0
+    assert run_children(kids("stop"), duration_s=20.0, stop_when_played=True, log=Log()) == 0
     assert time.monotonic() - t < 5.0
 
 
