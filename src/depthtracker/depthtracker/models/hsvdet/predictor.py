@@ -7,8 +7,9 @@ Usage::
 
 The forward pass runs an inference copy of the network (``net``): BatchNorm folded into the convolutions
 (``blocks.fold_batchnorm``) and, on the CPU, NHWC (channels-last) tensors, which PyTorch's oneDNN convolutions run
-faster (on 2 cores at 320x256: forward about 17 % shorter, ``bench/results/graph.md``). Outputs equal the checkpoint's
-network up to float rounding; ``model`` stays the checkpoint's network (export, inspection).
+faster (``bench/hsvdet_predict.py`` on a 2-core AMD EPYC, 1 thread: 0.76x the checkpoint network's forward time at
+320x256, 0.78x at 640x480). Outputs equal the checkpoint's network up to float rounding; ``model`` stays the
+checkpoint's network (export, inspection).
 
 Pre-processing is the training pipeline's (``data.transforms.Letterbox.apply`` into the network input size of the
 checkpoint's config, then ``/ 255``): a detector sees at inference exactly the kind of image it was trained on. The
