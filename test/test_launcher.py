@@ -396,7 +396,7 @@ def test_graph_records_synthetic_cameras(ros_env, small_graph, tmp_path):
     graph, synth = small_graph
     bag = tmp_path / "bag"
     res = subprocess.run([*CLI, "launch", "--config", str(graph), "--camera", "synth", "--set-param",
-                          f"ingest:synth_config={synth}", "--for", "6", "--record", str(bag)],
+                          f"ingest:synth_config={synth}", "--for", "8", "--record", str(bag)],
                          env=ros_env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 0, res.stderr[-4000:]
     assert re.search(r"^\[ingest\] \[INFO\] .*2 cameras 160x120", res.stderr, re.M), res.stderr[-4000:]
