@@ -163,3 +163,42 @@ def test_target_request_is_sent_until_both_nodes_hold_it():
     assert g.sent == 2 and not g.callbacks
     with pytest.raises(RuntimeError, match="graph stopped"):
         _send_target(Graph(lost=0), g, g, req, timeout_s=1.5, status=[1])
+
+
+@requires_ros
+@pytest.mark.ros
+def test_a_node_this_process_never_sees_restarts_the_graph(make_synth_bag, ros_env, monkeypatch):
+    """A discovery stall (a node up but never seen by this process's node) restarts the graph, not a 120 s wait:
+    here the nodes run on another ROS domain than this process, so every start stalls, and the error names them."""
+    from depthtracker.ros.eval_graph import GraphEvalConfig, collect_graph_outputs
+
+    for k, v in ros_env.items():
+        monkeypatch.setenv(k, v)
+    other = {**ros_env, "ROS_DOMAIN_ID": str((int(ros_env["ROS_DOMAIN_ID"]) + 100) % 200 + 1)}
+    lines = []
+    cfg = GraphEvalConfig(device="cpu", discovery_timeout_s=4.0, startup_attempts=2,
+                          set_params=("perception:depth_checkpoint=none", "perception:detector_checkpoint=none"))
+    with pytest.raises(TimeoutError, match=r"perception and tracking node .* within 4 s .*graph started 2 times"):
+        collect_graph_outputs(make_synth_bag(WORLD), None, cfg, log=lines.append, env=other)
+    log = "\n".join(lines)
+    assert log.count("[launch] started perception") == 2 and "starting the graph again (2 of 2)" in log, log
+
+
+def test_a_discovery_stall_is_retried_then_the_outputs_come_back(make_synth_bag, monkeypatch):
+    from depthtracker.eval.replay import GraphOutputs
+    from depthtracker.ros import eval_graph
+
+    calls, lines, outputs = [], [], GraphOutputs()
+
+    def once(*args):
+        calls.append(args)
+        if len(calls) < 3:
+            raise eval_graph._DiscoveryStall("this process did not see the perception node")
+        return outputs
+
+    monkeypatch.setattr(eval_graph, "_collect_once", once)
+    cfg = eval_graph.GraphEvalConfig(startup_attempts=3)
+    assert eval_graph.collect_graph_outputs(make_synth_bag(WORLD), None, cfg, log=lines.append) is outputs
+    assert len(calls) == 3 and [line.endswith(f"({k} of 3)") for k, line in zip((2, 3), lines)] == [True, True]
+    with pytest.raises(ValueError, match="startup_attempts"):
+        eval_graph.GraphEvalConfig(startup_attempts=0)

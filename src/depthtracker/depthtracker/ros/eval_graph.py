@@ -4,7 +4,9 @@
 
 1. starts the perception and tracking nodes as processes (``ros.launcher.run_graph``; the params files of
    ``config/graph.yaml``; ``cameras`` and the rig's poses taken from the bag, ``device`` as asked);
-2. waits until both nodes are up (their subscriptions matched), sends ``target/set`` for the target plan
+2. waits until both nodes are up (their subscriptions matched; a node whose process ran ``discovery_timeout_s``
+   without this process seeing it on the ROS graph, a Fast DDS discovery stall that waiting does not end, starts the
+   graph again, up to ``startup_attempts`` starts), sends ``target/set`` for the target plan
    (``eval.replay.plan_target``: the longest visible run of one object), stamped with the run's first image, until
    both nodes report it on ``/diagnostics``, then plays the bag (``ros.play``) at ``rate``, camera topics only,
    once the perception node reports the player's camera publishers matched (``camera_publishers`` on
@@ -56,6 +58,8 @@ class GraphEvalConfig:
     device: str = "auto"  # perception device: auto | cpu | cuda | cuda:N
     graph_config: str = ""  # graph YAML (launch arguments); "" = config/graph.yaml
     startup_timeout_s: float = 120.0  # how long the nodes may take to come up (weights load), s
+    discovery_timeout_s: float = 30.0  # a node's process running this long unseen by this process's node: restart, s
+    startup_attempts: int = 3  # starts of the graph when a node stays unseen (a middleware discovery stall), >= 1
     drain_s: float = 10.0  # after the last message played, how long to wait for the last outputs, s
     play_delay_s: float = 0.5  # once every camera topic is matched, the player waits this long more, s
     set_params: tuple[str, ...] = ()  # NODE:NAME=VALUE overrides, as depthtracker launch --set-param
@@ -65,6 +69,9 @@ class GraphEvalConfig:
     def __post_init__(self) -> None:
         if not (self.rate > 0 and math.isfinite(self.rate)):
             raise ValueError(f"GraphEvalConfig.rate must be a positive number, got {self.rate!r}")
+        if self.startup_attempts < 1 or not self.discovery_timeout_s > 0:
+            raise ValueError("GraphEvalConfig: startup_attempts must be >= 1 and discovery_timeout_s > 0, got "
+                             f"{self.startup_attempts}, {self.discovery_timeout_s}")
         if self.startup_timeout_s <= 0 or self.drain_s < 0 or self.target_ack_s <= 0 or self.diagnostics_wait_s < 0:
             raise ValueError("GraphEvalConfig: startup_timeout_s and target_ack_s must be > 0, drain_s and "
                              f"diagnostics_wait_s >= 0, got {self.startup_timeout_s}, {self.target_ack_s}, "
@@ -149,6 +156,32 @@ class _Collector:
 def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, config: GraphEvalConfig,
                           log: Callable[[str], None] = print, env: dict[str, str] | None = None) -> GraphOutputs:
     """Steps 1-3 of the module docstring: the graph's outputs for ``bag`` (the graph is stopped on return)."""
+    # This process's own node must use the transport the launcher gives the nodes (Fast DDS's large-data
+    # transport): with different builtin transports the two sides may never discover each other.
+    os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
+    with BagReader(bag) as reader:
+        cameras, n_sets, last_stamp = reader.cameras, reader.num_sets, 0
+        for s in reader.samples():
+            last_stamp = s.stamp_ns
+    for attempt in range(1, config.startup_attempts + 1):
+        try:
+            return _collect_once(bag, plan, config, log, env, cameras, n_sets, last_stamp)
+        except _DiscoveryStall as exc:
+            if attempt == config.startup_attempts:
+                raise TimeoutError(f"{exc} (graph started {attempt} times); see the graph's log above") from None
+            log(f"[eval] {exc}: a discovery stall of the middleware (Fast DDS, large-data transport); starting the "
+                f"graph again ({attempt + 1} of {config.startup_attempts})")
+    raise AssertionError("unreachable")
+
+
+class _DiscoveryStall(RuntimeError):
+    """A node's process ran ``discovery_timeout_s`` without this process's node seeing it on the ROS graph."""
+
+
+def _collect_once(bag: str | os.PathLike[str], plan: TargetPlan | None, config: GraphEvalConfig,
+                  log: Callable[[str], None], env: dict[str, str] | None, cameras: list, n_sets: int,
+                  last_stamp: int) -> GraphOutputs:
+    """One start of the graph: its outputs, or ``_DiscoveryStall`` before anything was played."""
     import tempfile
 
     from depthtracker.data.extrinsics import write_rig_file
@@ -159,15 +192,13 @@ def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, 
     from depthtracker.ros.runtime import standalone_node
     from depthtracker_msgs.msg import TargetRequest
 
-    # This process's own node must use the transport the launcher gives the nodes (Fast DDS's large-data
-    # transport): with different builtin transports the two sides may never discover each other.
-    os.environ["FASTDDS_BUILTIN_TRANSPORTS"] = "LARGE_DATA"
-    with BagReader(bag) as reader:
-        cameras, n_sets, last_stamp = reader.cameras, reader.num_sets, 0
-        for s in reader.samples():
-            last_stamp = s.stamp_ns
     stop_graph, stop_play = threading.Event(), threading.Event()
     status: list[int] = []
+    started: dict[str, float] = {}  # node -> when its process (re)started, monotonic
+
+    def on_start(name: str, pid: int) -> None:
+        started[name] = time.monotonic()
+
     with tempfile.TemporaryDirectory(prefix="depthtracker-eval-") as tmp:
         rig = write_rig_file(Path(tmp) / "rig.yaml", cameras)
         graph = dataclasses.replace(load_graph(config.graph_config or None), enable_ingest=False,
@@ -175,7 +206,8 @@ def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, 
         launch = LaunchPlan(graph, set_params=(f"perception:cameras={len(cameras)}", f"perception:extrinsics={rig}",
                                                "perception:reliability=reliable", *config.set_params))
         runner = threading.Thread(target=lambda: status.append(run_graph(launch, stop=stop_graph, log=log,
-                                                                         env=env)), name="graph", daemon=True)
+                                                                         on_start=on_start, env=env)),
+                                  name="graph", daemon=True)
         runner.start()
         try:
             with standalone_node("depthtracker_eval", stop_play) as (node, executor), \
@@ -186,8 +218,16 @@ def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, 
                 topic = f"/cam{cameras[-1].camera_id}/image_raw"
                 # both nodes up: the target request reaches perception and tracking, the cameras reach perception
                 while (target_pub.get_subscription_count() < 2 or not node.count_subscribers(topic)) and not status:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"the graph did not come up within {config.startup_timeout_s:g} s")
+                    now, seen = time.monotonic(), {name for name, _ in node.get_node_names_and_namespaces()}
+                    unseen = sorted(n for n, t in list(started.items()) if n not in seen)
+                    if now > deadline:
+                        raise TimeoutError(f"the graph did not come up within {config.startup_timeout_s:g} s "
+                                           f"(nodes not seen by this process: {', '.join(unseen) or 'none'}); "
+                                           "raise startup_timeout_s if its models load slowly")
+                    late = [n for n in unseen if now - started[n] > config.discovery_timeout_s]
+                    if late:
+                        raise _DiscoveryStall(f"this process did not see the {' and '.join(late)} node on the ROS "
+                                              f"graph within {config.discovery_timeout_s:g} s of its start")
                     executor.spin_once(timeout_sec=0.1)
                 if status:
                     raise RuntimeError(f"the graph stopped before the bag was played (status {status[0]}); see its log")
