@@ -71,6 +71,7 @@ def test_tracking_node_tracks_two_cameras(ros_env):
     assert diag["bad_heatmaps"] == "2" and int(diag["sets_processed"]) == FRAMES
     assert diag["cameras"] == "0,1"  # both cameras of the scene, as a list a monitor can split
     assert diag["detections_missed"] == "0"  # every array the peer sent was taken (no sequence gap)
+    assert diag["detections_publishers"] == "1"  # the peer's publisher, matched on this node's side
     assert log.count("skipping an unreadable depth_heatmap") == 1, log[-3000:]
 
 

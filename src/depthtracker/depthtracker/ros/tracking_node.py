@@ -23,7 +23,10 @@ Subscriptions (relative names: remap or namespace them; all reliable, as the per
 
 Arrays the perception node sent that this node never took (overwritten in the subscription's queue while the node
 was behind) are counted from the publisher's sequence numbers as ``detections_missed`` on ``/diagnostics`` (WARN:
-each one is a frame the trackers skipped).
+each one is a frame the trackers skipped). ``detections_publishers`` on ``/diagnostics`` is the number of publishers
+the ``detections`` subscription has matched, its side of the match: 0 while the perception node runs means this node
+does not hear it (another namespace or domain, incompatible QoS, or a middleware discovery stall), and no detection
+will reach the trackers.
 
 Publication ``tracks`` (``TrackArray``): one message per DetectionArray, its header copied; per camera of the set
 its confirmed and lost tracks (tentative ones with ``publish_tentative``), then the ones gone since the previous
@@ -44,6 +47,7 @@ from typing import Any
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Empty
@@ -120,7 +124,9 @@ class TrackingNode(Node):
         qos = output_qos()
         self._tracks_pub = self.create_publisher(TrackArray, "tracks", qos)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos)
-        self.create_subscription(DetectionArray, "detections", self._on_detections, qos)
+        self._detections_publishers = 0  # publishers the detections subscription has matched (its side of the match)
+        events = SubscriptionEventCallbacks(matched=self._on_detections_matched)
+        self.create_subscription(DetectionArray, "detections", self._on_detections, qos, event_callbacks=events)
         self.create_subscription(TargetMeasurement, "target/measurement", self._on_measurement, qos)
         self.create_subscription(TargetRequest, "target/set", self._on_target_set, qos)
         self.create_subscription(Empty, "target/clear", self._on_target_clear, qos)
@@ -133,6 +139,9 @@ class TrackingNode(Node):
                                f"publish_tentative={self.publish_tentative}")
 
     # -- inputs ------------------------------------------------------------------------------------------------------
+    def _on_detections_matched(self, info: Any) -> None:
+        self._detections_publishers = int(info.current_count)
+
     def _on_heatmap(self, msg: Image) -> None:
         try:
             if msg.encoding != "32FC1":
@@ -312,6 +321,7 @@ class TrackingNode(Node):
             "heatmaps": c["heatmaps"], "frames_without_heatmap": c["frames_without_heatmap"],
             "target": "none" if self._target_state is None else
             ("held" if self._target_state.tracking else "lost"),
+            "detections_publishers": self._detections_publishers,
         }
         for k in ("bad_heatmaps", "invalid_detections", "invalid_measurements", "ignored_measurements",
                   "rejected_target_requests", "publish_errors", "detections_of_unlisted_cameras",
