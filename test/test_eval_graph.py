@@ -169,7 +169,7 @@ def test_target_request_is_sent_until_both_nodes_hold_it():
 @pytest.mark.ros
 def test_a_node_this_process_never_sees_restarts_the_graph(make_synth_bag, ros_env, monkeypatch):
     """A discovery stall (a node up but never seen by this process's node) restarts the graph, not a 120 s wait:
-    here the nodes run on another ROS domain than this process, so every start stalls, and the error names them."""
+    here the nodes run on another ROS domain than this process, so every start stalls, and the error names a node."""
     from depthtracker.ros.eval_graph import GraphEvalConfig, collect_graph_outputs
 
     for k, v in ros_env.items():
@@ -178,7 +178,8 @@ def test_a_node_this_process_never_sees_restarts_the_graph(make_synth_bag, ros_e
     lines = []
     cfg = GraphEvalConfig(device="cpu", discovery_timeout_s=4.0, startup_attempts=2,
                           set_params=("perception:depth_checkpoint=none", "perception:detector_checkpoint=none"))
-    with pytest.raises(TimeoutError, match=r"perception and tracking node .* within 4 s .*graph started 2 times"):
+    stall = r"did not see the (perception|tracking)( and tracking)? node on the ROS graph within 4 s .*started 2 times"
+    with pytest.raises(TimeoutError, match=stall):
         collect_graph_outputs(make_synth_bag(WORLD), None, cfg, log=lines.append, env=other)
     log = "\n".join(lines)
     assert log.count("[launch] started perception") == 2 and "starting the graph again (2 of 2)" in log, log
@@ -202,3 +203,33 @@ def test_a_discovery_stall_is_retried_then_the_outputs_come_back(make_synth_bag,
     assert len(calls) == 3 and [line.endswith(f"({k} of 3)") for k, line in zip((2, 3), lines)] == [True, True]
     with pytest.raises(ValueError, match="startup_attempts"):
         eval_graph.GraphEvalConfig(startup_attempts=0)
+
+
+def test_the_bag_waits_until_the_tracking_node_hears_the_perception_node():
+    """Both nodes seen by the evaluation is not both nodes seeing each other: the bag is played only once the
+    tracking node reports a matched detections publisher; one that never does is a stall (the graph restarts)."""
+    import threading
+
+    from depthtracker.ros import eval_graph
+
+    class Collector:
+        lock = threading.Lock()
+        diagnostics = {"perception": (1.0, {"camera_publishers": "0"})}
+
+    class Executor:  # each spin delivers the next /diagnostics report of the tracking node
+        def __init__(self, reports):
+            self.reports, self.spins = list(reports), 0
+
+        def spin_once(self, timeout_sec):
+            self.spins += 1
+            if self.reports:
+                Collector.diagnostics["tracking"] = (float(self.spins), {"detections_publishers": self.reports.pop(0)})
+
+    ex = Executor(["0", "0", "1"])
+    eval_graph._wait_tracking_hears_perception(Collector(), ex, 5.0, [])
+    assert ex.spins == 3
+    Collector.diagnostics.pop("tracking")
+    with pytest.raises(eval_graph._DiscoveryStall, match=r"tracking node did not hear .* 0\.2 s .*: 0\)"):
+        eval_graph._wait_tracking_hears_perception(Collector(), Executor(["0"]), 0.2, [])
+    with pytest.raises(RuntimeError, match="graph stopped"):
+        eval_graph._wait_tracking_hears_perception(Collector(), Executor([]), 5.0, [1])

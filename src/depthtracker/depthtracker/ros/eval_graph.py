@@ -6,7 +6,8 @@
    ``config/graph.yaml``; ``cameras`` and the rig's poses taken from the bag, ``device`` as asked);
 2. waits until both nodes are up (their subscriptions matched; a node whose process ran ``discovery_timeout_s``
    without this process seeing it on the ROS graph, a Fast DDS discovery stall that waiting does not end, starts the
-   graph again, up to ``startup_attempts`` starts), sends ``target/set`` for the target plan
+   graph again, up to ``startup_attempts`` starts; so does a tracking node that reports no publisher of
+   ``detections`` matched that long after the target request), sends ``target/set`` for the target plan
    (``eval.replay.plan_target``: the longest visible run of one object), stamped with the run's first image, until
    both nodes report it on ``/diagnostics``, then plays the bag (``ros.play``) at ``rate``, camera topics only,
    once the perception node reports the player's camera publishers matched (``camera_publishers`` on
@@ -240,6 +241,7 @@ def _collect_once(bag: str | os.PathLike[str], plan: TargetPlan | None, config: 
                     sends = _send_target(node, executor, target_pub, request, config.target_ack_s, status)
                     log(f"[eval] target/set: camera {plan.camera_id}, object {plan.object_id}, "
                         f"{len(plan.stamps)} frames (held by both nodes after {sends} send(s))")
+                _wait_tracking_hears_perception(collector, executor, config.discovery_timeout_s, status)
                 end = time.monotonic() + 1.0
                 while time.monotonic() < end:
                     executor.spin_once(timeout_sec=0.05)
@@ -315,6 +317,25 @@ def _send_target(node: Any, executor: Any, pub: Any, request: Any, timeout_s: fl
     finally:
         node.destroy_subscription(sub)
     return sends
+
+
+def _wait_tracking_hears_perception(collector: _Collector, executor: Any, timeout_s: float, status: list[int]) -> None:
+    """Spin until the tracking node reports ``detections_publishers`` >= 1 on ``/diagnostics``: its subscription
+    matched the perception node's detections. Both nodes seen by this process does not mean they see each other
+    (the discovery stall is between two participants); without this every set would come back without tracks.
+    ``_DiscoveryStall`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with collector.lock:
+            heard = collector.diagnostics.get("tracking", (0.0, {}))[1].get("detections_publishers", "none yet")
+        if heard.isdigit() and int(heard) > 0:
+            return
+        if status:
+            raise RuntimeError(f"the graph stopped before the bag was played (status {status[0]}); see its log")
+        if time.monotonic() > deadline:
+            raise _DiscoveryStall(f"the tracking node did not hear the perception node's detections within "
+                                  f"{timeout_s:g} s (detections_publishers on /diagnostics: {heard})")
+        executor.spin_once(timeout_sec=0.05)
 
 
 @contextlib.contextmanager
