@@ -322,7 +322,7 @@ def _send_target(node: Any, executor: Any, pub: Any, request: Any, timeout_s: fl
 def _wait_tracking_hears_perception(collector: _Collector, executor: Any, timeout_s: float, status: list[int]) -> None:
     """Spin until the tracking node reports ``detections_publishers`` >= 1 on ``/diagnostics``: its subscription
     matched the perception node's detections. Both nodes seen by this process does not mean they see each other
-    (the discovery stall is between two participants); without this every set would come back without tracks.
+    (a discovery stall is between two participants); a stall between them would leave every set without tracks.
     ``_DiscoveryStall`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
