@@ -176,7 +176,8 @@ def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, 
 
 
 class _DiscoveryStall(RuntimeError):
-    """A node's process ran ``discovery_timeout_s`` without this process's node seeing it on the ROS graph."""
+    """For ``discovery_timeout_s``: a node's process ran unseen by this process's node, or the tracking node did not
+    hear the perception node. Waiting longer does not end it; a new start of the graph does."""
 
 
 def _collect_once(bag: str | os.PathLike[str], plan: TargetPlan | None, config: GraphEvalConfig,
