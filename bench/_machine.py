@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import platform
 
 import numpy as np
+from depthtracker.perception import usable_cores
 
 
 def machine() -> str:
@@ -19,5 +19,4 @@ def machine() -> str:
                     break
     except OSError:
         pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return f"{cpu}, {cores} cores, Python {platform.python_version()}, NumPy {np.__version__}"
+    return f"{cpu}, {usable_cores()} cores, Python {platform.python_version()}, NumPy {np.__version__}"
