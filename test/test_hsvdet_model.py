@@ -48,12 +48,14 @@ def test_output_shapes_per_level(size: tuple[int, int]) -> None:
     assert anchors[0].tolist() == [4.0, 4.0] and anchors[8 * 12].tolist() == [8.0, 8.0]  # first P4 cell centre
 
 
+@pytest.mark.parametrize("placement", ["neck", "backbone"])
 @pytest.mark.parametrize("levels,topk", [((4, 5), 16), ((3, 4, 5), 5), ((5,), None)], ids=["P4P5-k16", "all-k5",
                                                                                           "P5-dense"])
-def test_sgb_at_alpha_zero_leaves_output_identical_to_yolo(levels: tuple[int, ...], topk: int | None) -> None:
+def test_sgb_at_alpha_zero_leaves_output_identical_to_yolo(levels: tuple[int, ...], topk: int | None,
+                                                           placement: str) -> None:
     torch.manual_seed(0)
     yolo = HSVDet(tiny(sgb_levels=())).eval()
-    hsv = HSVDet(tiny(sgb_levels=levels, sgb_topk=topk)).eval()
+    hsv = HSVDet(tiny(sgb_levels=levels, sgb_topk=topk, sgb_placement=placement)).eval()
     missing, unexpected = hsv.load_state_dict(yolo.state_dict(), strict=False)
     assert not unexpected and missing and all(k.startswith("sgb.") for k in missing)
     assert all(float(hsv.sgb[f"P{lv}"].alpha.detach().abs().max()) == 0 for lv in levels)
@@ -62,6 +64,24 @@ def test_sgb_at_alpha_zero_leaves_output_identical_to_yolo(levels: tuple[int, ..
         a, b = yolo(x), hsv(x)
     for ta, tb in zip(a.box_logits + a.cls_logits, b.box_logits + b.cls_logits):
         assert torch.equal(ta, tb)  # exact: the gated residual is the only residual and alpha = 0
+
+
+@pytest.mark.parametrize("placement,reaches_p3", [("neck", False), ("backbone", True)])
+def test_placement_decides_which_head_levels_a_block_reaches(placement: str, reaches_p3: bool) -> None:
+    """A P4/P5 block on the neck's outputs feeds only the P4/P5 heads; on the backbone it reaches P3 through the
+    neck's top-down path (what lets the blocks matter when every object is detected at P3)."""
+    torch.manual_seed(0)
+    model = HSVDet(tiny(sgb_levels=(4, 5), sgb_topk=8, sgb_placement=placement)).eval()
+    x = torch.rand(2, 3, H, W)
+    with torch.no_grad():
+        closed = model(x)
+        for lv in (4, 5):
+            model.sgb[f"P{lv}"].alpha.normal_()
+        opened = model(x)
+    changed = [not torch.equal(a, b) for a, b in zip(closed.cls_logits, opened.cls_logits, strict=True)]
+    assert changed == [reaches_p3, True, True]
+    with pytest.raises(ValueError, match="sgb_placement"):
+        tiny(sgb_placement="head")
 
 
 def test_gradient_flows_to_alpha_of_every_level() -> None:
@@ -158,8 +178,10 @@ def test_presets_and_dict_round_trip() -> None:
     assert set(PRESETS) == {"n", "s", "l"}
     assert HSVDetConfig.from_preset("n").widths == (16, 32, 64, 128, 256)
     assert HSVDetConfig.from_preset("l").widths == (64, 128, 256, 512, 512)
-    cfg = tiny(sgb_levels=(3, 5), sgb_topk=None, gating="fixed")
+    cfg = tiny(sgb_levels=(3, 5), sgb_topk=None, gating="fixed", sgb_placement="backbone")
     assert HSVDetConfig.from_dict(cfg.to_dict()) == cfg
+    old = {k: v for k, v in tiny().to_dict().items() if k != "sgb_placement"}  # a sidecar written before the field
+    assert HSVDetConfig.from_dict(old).sgb_placement == "neck"
 
 
 def test_runtime_yaml_loads_and_applies() -> None:

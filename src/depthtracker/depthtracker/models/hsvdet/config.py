@@ -17,10 +17,13 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["HSVDetConfig", "HSVDetRuntimeConfig", "PRESETS", "SELECTIONS", "GATINGS", "LEVELS"]
+__all__ = ["HSVDetConfig", "HSVDetRuntimeConfig", "PRESETS", "SELECTIONS", "GATINGS", "PLACEMENTS", "LEVELS"]
 
 SELECTIONS = ("random", "l2", "sq_l2")  # token selection of the sparse global block
 GATINGS = ("none", "fixed", "learnable")  # residual gate: x + block(x), x + c*block(x), x + alpha*block(x)
+# where the blocks sit: on the neck's outputs just before the head (the seed's layout), or on the backbone's
+# features before the neck, whose top-down path then carries what they add to every head level, P3 included
+PLACEMENTS = ("neck", "backbone")
 LEVELS = (3, 4, 5)  # pyramid levels P3, P4, P5 (strides 8, 16, 32)
 _BASE_CHANNELS = (64, 128, 256, 512, 1024)  # stem, P2, P3, P4, P5 channels at width 1.0 (YOLOv8's plan)
 
@@ -62,6 +65,7 @@ class HSVDetConfig:
     pad_value: float = 114 / 255  # fill of the bottom/right padding to a multiple of 32 (YOLO letterbox grey)
     # -- sparse global block (ablation switches) --
     sgb_levels: tuple[int, ...] = (4, 5)  # levels with a gated sparse global block: subset of (3, 4, 5); () = YOLO
+    sgb_placement: str = "neck"  # neck (N_l -> head, the seed's layout) | backbone (P_l -> neck); see PLACEMENTS
     sgb_topk: int | None = 512  # tokens selected per image and level; None = all tokens (dense global attention)
     sgb_heads: int = 4  # attention heads; every SGB level's channels must divide by it
     selection: str = "sq_l2"  # token selection: random | l2 (norm) | sq_l2 (squared norm; same ranking as l2)
@@ -99,6 +103,8 @@ class HSVDetConfig:
         levels = tuple(self.sgb_levels)
         if any(lv not in LEVELS for lv in levels) or len(set(levels)) != len(levels):
             raise ValueError(f"HSVDetConfig.sgb_levels must be distinct values of {LEVELS}, got {self.sgb_levels!r}")
+        if self.sgb_placement not in PLACEMENTS:
+            raise ValueError(f"HSVDetConfig.sgb_placement must be one of {PLACEMENTS}, got {self.sgb_placement!r}")
         if self.sgb_topk is not None:
             _check("sgb_topk", self.sgb_topk, 1, 10**7, integer=True)
         _check("sgb_heads", self.sgb_heads, 1, 256, integer=True)
@@ -143,7 +149,7 @@ class HSVDetConfig:
 
     @property
     def level_channels(self) -> dict[int, int]:
-        """Channels of the neck output at each level: {3: C3, 4: C4, 5: C5}."""
+        """Channels of the backbone's and the neck's output at each level (the same): {3: C3, 4: C4, 5: C5}."""
         w = self.widths
         return {3: w[2], 4: w[3], 5: w[4]}
 

@@ -10,7 +10,14 @@ Layer plan (widths ``w = config.widths``, repeats ``n3 = repeats(3)``, ``n6 = re
     FPN    up(P5) ++ P4 -> C2f -> T4;  up(T4) ++ P3 -> C2f -> N3
     PAN    down(N3) ++ T4 -> C2f -> N4;  down(N4) ++ P5 -> C2f -> N5
     SGB    N_l <- x + g * block(x) at each level of config.sgb_levels (the block's own gated residual is the only one)
+           with sgb_placement="neck" (the seed's layout); with "backbone" the blocks act on P_l instead, as each
+           stage's output (stage5's after SPPF), before the next stage and the neck take it
     head   decoupled box (DFL) and class branches per level
+
+With the neck placement a block at P4 or P5 reaches only that level's head: when task-aligned assignment gives every
+object to P3 anchors (objects up to the 2 * (reg_max - 1) * 8 = 240 px that P3's distance bins reach, and P3's many
+anchors win the top-k), those heads never fire and the blocks cannot change a detection. With the backbone placement
+the top-down path carries what they add to P3 as well.
 
 The input is padded at the bottom and right to a multiple of 32, so every level's grid lines up and anchor pixels
 equal input pixels; predictions inside the padding are clipped away by post-processing.
@@ -118,21 +125,23 @@ class HSVDet(nn.Module):
         return F.pad(images, (0, pw, 0, ph), value=self.config.pad_value)
 
     def features(self, images: torch.Tensor) -> list[torch.Tensor]:
-        """Neck outputs after the SGBs: ``[(B, C3, H/8, W/8), (B, C4, H/16, W/16), (B, C5, H/32, W/32)]``."""
+        """Neck outputs (after the SGBs of either placement): ``[(B, C3, H/8, W/8), (B, C4, H/16, W/16),
+        (B, C5, H/32, W/32)]``."""
+        backbone = self.config.sgb_placement == "backbone"
         x = self.stage2(self.stem(self.pad(images)))
-        p3 = self.stage3(x)
-        p4 = self.stage4(p3)
-        p5 = self.stage5(p4)
+        p3 = self._sgb(3, self.stage3(x), backbone)
+        p4 = self._sgb(4, self.stage4(p3), backbone)
+        p5 = self._sgb(5, self.stage5(p4), backbone)
         t4 = self.top_down4(torch.cat([F.interpolate(p5, scale_factor=2.0, mode="nearest"), p4], 1))
         n3 = self.top_down3(torch.cat([F.interpolate(t4, scale_factor=2.0, mode="nearest"), p3], 1))
         n4 = self.bottom_up4(torch.cat([self.down3(n3), t4], 1))
         n5 = self.bottom_up5(torch.cat([self.down4(n4), p5], 1))
-        feats = [n3, n4, n5]
-        for lv in (3, 4, 5):
-            key = f"P{lv}"
-            if key in self.sgb:
-                feats[lv - 3] = self.sgb[key](feats[lv - 3])  # gated residual inside the block: added once
-        return feats
+        return [self._sgb(lv, f, not backbone) for lv, f in zip((3, 4, 5), (n3, n4, n5), strict=True)]
+
+    def _sgb(self, level: int, x: torch.Tensor, here: bool) -> torch.Tensor:
+        """``x`` through the level's sparse global block when it has one and ``here`` is its placement."""
+        key = f"P{level}"
+        return self.sgb[key](x) if here and key in self.sgb else x  # the gated residual is inside the block
 
     def forward(self, images: torch.Tensor) -> HSVDetOutput:
         if images.dim() != 4 or images.shape[1] != 3:
