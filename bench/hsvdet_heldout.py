@@ -60,6 +60,12 @@ def score(checkpoint: Path, bags: Sequence[Path], config: HSVDetEvalConfig,
     given, else the checkpoint's own."""
     size = {} if input_size is None else {"input_height": input_size[0], "input_width": input_size[1]}
     predictor = HSVDetPredictor.from_checkpoint(checkpoint, score_threshold=config.score_threshold, **size)
+    return {"checkpoint": str(checkpoint), **score_predictor(predictor, bags, config, str(checkpoint))}
+
+
+def score_predictor(predictor: HSVDetPredictor, bags: Sequence[Path], config: HSVDetEvalConfig,
+                    label: str) -> dict[str, Any]:
+    """``score`` of a loaded predictor (its progress lines start with ``label``)."""
     per_bag, all_gt, all_pred, names = {}, [], [], ()
     t0 = time.perf_counter()
     for bag in bags:
@@ -68,9 +74,9 @@ def score(checkpoint: Path, bags: Sequence[Path], config: HSVDetEvalConfig,
         per_bag[str(bag)] = {k: float(det[k]) for k in KEYS}
         all_gt += gt
         all_pred += pred
-        print(f"{checkpoint} {bag}: " + ", ".join(f"{k} {per_bag[str(bag)][k]:.3f}" for k in KEYS), flush=True)
+        print(f"{label} {bag}: " + ", ".join(f"{k} {per_bag[str(bag)][k]:.3f}" for k in KEYS), flush=True)
     pooled = det_metrics(all_gt, all_pred, predictor.config.num_classes, tuple(names))
-    return {"checkpoint": str(checkpoint), "input_wh": [predictor.input_size[1], predictor.input_size[0]],
+    return {"input_wh": [predictor.input_size[1], predictor.input_size[0]],
             "per_bag": per_bag, "pooled": {k: float(pooled[k]) for k in KEYS},
             "mean_over_bags": {k: _mean_defined([b[k] for b in per_bag.values()]) for k in KEYS},
             "seconds": time.perf_counter() - t0}

@@ -13,7 +13,7 @@ from depthtracker.cli import main
 from depthtracker.data.synth import SynthConfig
 from depthtracker.data.transforms import Letterbox
 from depthtracker.models.hsvdet import HSVDetPredictor, HSVDetRuntimeConfig, postprocess
-from depthtracker.train import load_checkpoint
+from depthtracker.train import load_checkpoint, save_checkpoint
 
 SIZE = ("64", "96")  # network input H W of the tiny runs
 
@@ -222,3 +222,49 @@ def test_shipped_detectors_rebuild_from_their_files_and_detect(name, size, make_
     assert main(["eval", "hsvdet", "--bag", str(bag), "--checkpoint", str(path), "--out", str(tmp_path / "e"),
                  "--no-progress"]) == 0
     assert json.loads((tmp_path / "e" / "report.json").read_text())["det"]["map50"] > 0.8
+
+
+def test_gates_bench_measures_the_update_and_knocks_the_gates_out(checkpoint: Path, make_synth_bag, tmp_path: Path,
+                                                                  monkeypatch, capsys) -> None:
+    from helpers import load_bench
+
+    bench = load_bench(monkeypatch, "hsvdet_gates")
+    shipped = Path(__file__).resolve().parents[1] / "models" / "hsvdet-n.safetensors"
+    state, side = load_checkpoint(shipped)
+    # the shipped gates scaled: 0 is the identity and the update is linear in them; "loud" puts the blocks on the
+    # backbone with ten times the gates, where they reach the P3 head and change detections
+    variants = {"closed": (0.0, "neck"), "double": (2.0, "neck"), "loud": (10.0, "backbone")}
+    for name, (scale, placement) in variants.items():
+        save_checkpoint(tmp_path / name, {k: v * scale if k.endswith(".alpha") else v for k, v in state.items()},
+                        {**side["model_config"], "sgb_placement": placement}, side["data_manifest"])
+    bag = make_synth_bag(SynthConfig(cameras=2, width=160, height=120, fps=5.0, seconds=0.6, seed=7))
+    report = bench.main(["--checkpoint", str(shipped), *[f"--checkpoint={tmp_path / n}.safetensors" for n in variants],
+                         "--bag", str(bag), "--out", str(tmp_path / "g.json")])
+    shipped_run, closed, double, loud = report["runs"]
+    assert loud["placement"] == "backbone"
+    assert loud["gates_as_trained"]["per_bag"] != loud["gates_zeroed"]["per_bag"]  # the knock-out changed scores
+    assert shipped_run["placement"] == "neck" and set(shipped_run["levels"]) == {"P4", "P5"}
+    for lv, v in shipped_run["levels"].items():
+        assert v["alpha_mean_abs"] == pytest.approx(float(state[f"sgb.{lv}.alpha"].abs().mean()))
+        assert v["update_over_input_mean"] > 0 and v["images"] == 6  # 3 sets x 2 cameras
+        assert closed["levels"][lv]["update_over_input_max"] == 0.0
+        # on the neck each block's input is independent of every gate: twice the gate, twice the update
+        assert double["levels"][lv]["update_over_input_mean"] == pytest.approx(2 * v["update_over_input_mean"],
+                                                                               rel=1e-4)
+    for run in report["runs"]:  # zeroed gates score exactly as a checkpoint whose gates are zero
+        assert run["gates_zeroed"]["per_bag"] == closed["gates_as_trained"]["per_bag"]
+    assert closed["trained_minus_zeroed"]["map50_95"]["mean_points"] == 0.0
+    heads = shipped_run["heads"]
+    assert heads["P3"]["max_score"] > 0.5 and heads["P3"]["cells_over_0.25"] > 0  # a real detector, not 0 == 0
+    assert json.loads((tmp_path / "g.json").read_text())["runs"][0]["checkpoint"] == str(shipped)
+    with pytest.raises(SystemExit):  # a YOLO-only checkpoint has no gate: refused before anything is scored
+        bench.main(["--checkpoint", str(shipped), "--checkpoint", str(checkpoint_without_sgb(checkpoint, tmp_path)),
+                    "--bag", str(bag), "--out", str(tmp_path / "y.json")])
+    assert "no sparse global block" in capsys.readouterr().err and not (tmp_path / "y.json").exists()
+
+
+def checkpoint_without_sgb(checkpoint: Path, tmp_path: Path) -> Path:
+    """The tiny run's weights as a YOLO-only checkpoint (its sgb.* tensors dropped, sgb_levels empty)."""
+    state, side = load_checkpoint(checkpoint)
+    config = {**side["model_config"], "sgb_levels": []}
+    return save_checkpoint(tmp_path / "yolo", {k: v for k, v in state.items() if not k.startswith("sgb.")}, config)
