@@ -19,7 +19,9 @@ def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | No
     """``main()`` of a node's console script: init, spin until Ctrl-C or SIGTERM, tear down.
 
     A ``ValueError`` or ``ParameterException`` while building the node (bad parameters or config) is logged as
-    FATAL with its message and exits with status 2, so a launcher's respawn policy sees a configuration error.
+    FATAL with its message and exits with status 2, so a launcher's respawn policy sees a configuration error. One
+    raised after Ctrl-C or SIGTERM shut the context down (a stop that arrives while the node loads its models makes
+    its next ROS call fail) is that stop, not a configuration error: a clean exit, logged as such.
     """
     rclpy.init(args=args)
     node = None
@@ -29,6 +31,9 @@ def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | No
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C, or SIGTERM from a launcher: a clean exit
     except (ValueError, ParameterException) as exc:
+        if not rclpy.ok():
+            rclpy.logging.get_logger(logger_name).info(f"stopped during start-up ({exc})")
+            return
         rclpy.logging.get_logger(logger_name).fatal(f"bad parameter or configuration: {exc}")
         raise SystemExit(2) from exc
     finally:
