@@ -28,7 +28,7 @@ from _machine import machine
 from depthtracker.eval.hsvdet import HSVDetEvalConfig
 from depthtracker.models.hsvdet.predictor import HSVDetPredictor
 from depthtracker.models.hsvdet.sgb import SparseGlobalLayer
-from hsvdet_heldout import KEYS, score_predictor, versus
+from hsvdet_heldout import KEYS, add_bag_arguments, eval_config, score_predictor, versus
 
 
 def gate_layers(predictor: HSVDetPredictor) -> dict[str, SparseGlobalLayer]:
@@ -91,19 +91,12 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", type=Path, action="append", required=True,
                    help="an HSV-DET checkpoint (.safetensors; repeat for several)")
-    p.add_argument("--bag", type=Path, action="append", required=True, help="held-out bag (repeat)")
-    p.add_argument("--min-visibility", type=float, default=HSVDetEvalConfig.min_visibility)
-    p.add_argument("--out", type=Path, required=True, help="JSON report")
+    add_bag_arguments(p)
     args = p.parse_args(argv)
     for c in args.checkpoint:
         if not c.is_file():
             p.error(f"--checkpoint {c}: not a file (give the .safetensors of a training run or models/hsvdet-n)")
-    if len(set(args.bag)) != len(args.bag):
-        p.error("each --bag once: per-bag results are keyed by the bag's path")
-    missing = [str(b) for b in args.bag if not b.exists()]
-    if missing:
-        p.error(f"bag(s) not found: {', '.join(missing)} (render one with 'depthtracker synth --out DIR --seed S')")
-    config = HSVDetEvalConfig(min_visibility=args.min_visibility)
+    config = eval_config(p, args)
     try:  # every checkpoint is checked before the first is scored
         predictors = [load(c, config) for c in args.checkpoint]
     except ValueError as e:

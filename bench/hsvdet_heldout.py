@@ -101,14 +101,29 @@ def versus(run: dict[str, Any], ref: dict[str, Any], key: str = "map50_95") -> d
     return {"mean_points": mean, "se_points": se, "bags_higher": sum(y > x for x, y in zip(a, b)), "bags": len(a)}
 
 
+def add_bag_arguments(p: argparse.ArgumentParser) -> None:
+    """``--bag`` (repeat), ``--min-visibility`` and ``--out``: what every held-out scoring bench takes."""
+    p.add_argument("--bag", type=Path, action="append", required=True, help="held-out bag (repeat)")
+    p.add_argument("--min-visibility", type=float, default=HSVDetEvalConfig.min_visibility)
+    p.add_argument("--out", type=Path, required=True, help="JSON report")
+
+
+def eval_config(p: argparse.ArgumentParser, args: argparse.Namespace) -> HSVDetEvalConfig:
+    """The scoring config of ``add_bag_arguments``' options; ``p.error`` for a bag given twice or missing."""
+    if len(set(args.bag)) != len(args.bag):
+        p.error("each --bag once: per-bag results are keyed by the bag's path")
+    missing = [str(b) for b in args.bag if not b.exists()]
+    if missing:
+        p.error(f"bag(s) not found: {', '.join(missing)} (render one with 'depthtracker synth --out DIR --seed S')")
+    return HSVDetEvalConfig(min_visibility=args.min_visibility)
+
+
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoint", action="append", required=True, metavar="NAME=FILE[@WxH]",
                    help="a checkpoint to score (repeat; the first is the reference of the paired differences); "
                         "@WxH runs it at that network input instead of its own")
-    p.add_argument("--bag", type=Path, action="append", required=True, help="held-out bag (repeat)")
-    p.add_argument("--min-visibility", type=float, default=HSVDetEvalConfig.min_visibility)
-    p.add_argument("--out", type=Path, required=True, help="JSON report")
+    add_bag_arguments(p)
     args = p.parse_args(argv)
     try:
         checkpoints = [parse_checkpoint(c) for c in args.checkpoint]
@@ -116,12 +131,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         p.error(str(e))
     if len({n for n, _, _ in checkpoints}) != len(checkpoints):
         p.error("checkpoint names must differ")
-    if len(set(args.bag)) != len(args.bag):
-        p.error("each --bag once: per-bag results are keyed by the bag's path")
-    missing = [str(b) for b in args.bag if not b.exists()]
-    if missing:
-        p.error(f"bag(s) not found: {', '.join(missing)} (render one with 'depthtracker synth --out DIR --seed S')")
-    config = HSVDetEvalConfig(min_visibility=args.min_visibility)
+    config = eval_config(p, args)
     runs = {name: score(path, args.bag, config, size) for name, path, size in checkpoints}
     ref = checkpoints[0][0]
     for name, run in runs.items():
