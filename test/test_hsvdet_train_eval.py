@@ -268,3 +268,61 @@ def checkpoint_without_sgb(checkpoint: Path, tmp_path: Path) -> Path:
     state, side = load_checkpoint(checkpoint)
     config = {**side["model_config"], "sgb_levels": []}
     return save_checkpoint(tmp_path / "yolo", {k: v for k, v in state.items() if not k.startswith("sgb.")}, config)
+
+
+def test_assign_bench_counts_positives_per_level_by_hand(monkeypatch) -> None:
+    """Two boxes on a 64x64 input, positives and soft targets set by hand: candidates, positives and target score
+    land on the right level and size (a padding row is ignored)."""
+    from depthtracker.models.hsvdet.heads import make_anchors
+    from helpers import load_bench
+
+    bench = load_bench(monkeypatch, "hsvdet_assign")
+    anchors, strides = make_anchors([(8, 8), (4, 4), (2, 2)], (8, 16, 32))  # 64 + 16 + 4 anchors
+    boxes = torch.tensor([[[0.0, 0, 32, 32], [0, 0, 16, 16], [0, 0, 64, 64]]])  # medium (32^2), small, padding
+    mask = torch.tensor([[True, True, False]])
+    fg = torch.zeros(1, 84, dtype=torch.bool)
+    gt_idx = torch.zeros(1, 84, dtype=torch.long)
+    scores = torch.zeros(1, 84, 3)
+    for anchor, box, score in ((0, 0, 0.5), (64, 0, 0.25), (1, 1, 1.0)):  # P3 (4, 4), P4 (8, 8), P3 (12, 4)
+        fg[0, anchor], gt_idx[0, anchor], scores[0, anchor, 2] = True, box, score
+    counts = bench.empty_counts()
+    bench.count_levels(counts, fg, gt_idx, scores, boxes, mask, anchors, strides, (8, 16, 32))
+    out = bench.summarise(counts)
+    medium, small = out["medium"], out["small"]
+    assert medium["boxes"] == small["boxes"] == 1 and out["large"]["boxes"] == 0 and out["all"]["boxes"] == 2
+    assert medium["candidates"] == {"P3": 16, "P4": 4, "P5": 1}
+    assert small["candidates"] == {"P3": 4, "P4": 1, "P5": 0}  # the P5 centre (16, 16) is on the edge, not inside
+    assert medium["positives"] == {"P3": 1, "P4": 1, "P5": 0} and small["positives"] == {"P3": 1, "P4": 0, "P5": 0}
+    assert medium["target_score"] == pytest.approx({"P3": 0.5, "P4": 0.25, "P5": 0.0})
+    assert medium["target_score_share"]["P4"] == pytest.approx(1 / 3)
+    assert out["all"]["positive_share"] == pytest.approx({"P3": 2 / 3, "P4": 1 / 3, "P5": 0.0})
+    assert out["all"]["boxes_with_positive"] == {"P3": 2, "P4": 1, "P5": 0}
+    assert out["all"]["boxes_without_positive"] == 0
+    with pytest.raises(ValueError, match="strides"):
+        bench.count_levels(counts, fg, gt_idx, scores, boxes, mask, anchors, strides * 2, (8, 16, 32))
+
+
+def test_assign_bench_runs_on_a_checkpoint(checkpoint: Path, bag: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    from depthtracker.data.datasets import DetectionDataConfig, DetectionDataset
+    from helpers import load_bench
+
+    bench = load_bench(monkeypatch, "hsvdet_assign")
+    report = bench.main(["--checkpoint", str(checkpoint), "--bag", str(bag), "--batch-size", "4",
+                         "--out", str(tmp_path / "a.json")])
+    run = report["runs"][0]
+    data = DetectionDataset(bags=[str(bag)], config=DetectionDataConfig(image_size=(64, 96)))
+    n_boxes = sum(len(data.ground_truth(i)[0]) for i in range(len(data)))
+    assert run["images"] == len(data) == 6 and n_boxes > 0
+    for model in ("trained", "init"):
+        total = run[model]["all"]
+        assert total["boxes"] == n_boxes
+        assert sum(total["positives"].values()) > 0
+        assert all(total["positives"][lv] <= total["candidates"][lv] for lv in bench.LEVELS)
+        assert sum(total["positive_share"].values()) == pytest.approx(1.0)
+    side = run["init"]["predicted_box_side_median_px"]  # near-uniform DFL bins: a box of about 15 strides a side
+    assert side["P3"] < side["P4"] < side["P5"]
+    assert json.loads((tmp_path / "a.json").read_text())["runs"][0]["checkpoint"] == str(checkpoint)
+    assert "of target score" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        bench.main(["--checkpoint", str(checkpoint), "--bag", str(tmp_path / "nope"), "--out", str(tmp_path / "b")])
+    assert "--bag" in capsys.readouterr().err and not (tmp_path / "b").exists()
