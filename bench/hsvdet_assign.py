@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from _machine import machine
 from depthtracker.data.datasets import DetectionDataConfig, DetectionDataset, collate_detections, images_to_float
+from depthtracker.models.hsvdet.assigner import centres_inside
 from depthtracker.models.hsvdet.config import HSVDetConfig
 from depthtracker.models.hsvdet.losses import HSVDetCriterion, pad_targets
 from depthtracker.models.hsvdet.model import HSVDet
@@ -53,9 +54,9 @@ def count_levels(counts: dict[str, dict[str, Any]], fg: torch.Tensor, gt_idx: to
                  level_strides: Sequence[int]) -> None:
     """Add one batch to ``counts``. ``fg (B, A)``, ``gt_idx (B, A)`` and ``scores (B, A, nc)`` (the soft class
     targets) as ``Assignment`` holds them, ``boxes (B, M, 4)`` xyxy px and ``mask (B, M)`` as ``pad_targets`` makes
-    them, ``anchors (A, 2)`` px and ``strides (A, 1)``; ``level_strides`` the strides of P3, P4, P5. Candidates use
-    the assigner's rule (centre strictly inside). ``target_score`` sums the positives' soft targets: the weight each
-    level's box, DFL and class losses give the object (a positive with target near 0 teaches its head nothing)."""
+    them, ``anchors (A, 2)`` px and ``strides (A, 1)``; ``level_strides`` the strides of P3, P4, P5. Candidates are
+    the assigner's (``centres_inside``). ``target_score`` sums the positives' soft targets: the weight each level's
+    box, DFL and class losses give the object (a positive with target near 0 teaches its head nothing)."""
     level = torch.full(strides.shape[:1], -1, dtype=torch.long)
     for i, s in enumerate(level_strides):
         level[strides[:, 0].cpu() == s] = i
@@ -68,10 +69,7 @@ def count_levels(counts: dict[str, dict[str, Any]], fg: torch.Tensor, gt_idx: to
     owner = torch.nn.functional.one_hot(gt_idx.cpu(), m).float() * fg.cpu()[..., None].float()  # (B, A, M)
     positives = torch.einsum("bam,al->bml", owner, onehot)  # (B, M, 3)
     weight = torch.einsum("bam,al->bml", owner * scores.cpu().float().sum(-1)[..., None], onehot)  # (B, M, 3)
-    lt = anchors.cpu()[None, None] - boxes.cpu()[:, :, None, :2]
-    rb = boxes.cpu()[:, :, None, 2:] - anchors.cpu()[None, None]
-    inside = (torch.cat([lt, rb], -1).amin(-1) > 1e-9).float()  # (B, M, A)
-    candidates = inside @ onehot  # (B, M, 3)
+    candidates = centres_inside(anchors.cpu(), boxes.cpu()).float() @ onehot  # (B, M, 3)
     wh = (boxes[..., 2:] - boxes[..., :2]).clamp(min=0).cpu()
     area = wh[..., 0] * wh[..., 1]  # (B, M)
     size = (area >= BOUNDS[0]).long() + (area >= BOUNDS[1]).long()

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from depthtracker.models.hsvdet.box_ops import iou
 
-__all__ = ["Assignment", "task_aligned_assign"]
+__all__ = ["Assignment", "centres_inside", "task_aligned_assign"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,6 +29,14 @@ class Assignment:
     target_boxes: torch.Tensor
     target_scores: torch.Tensor
     target_gt: torch.Tensor
+
+
+def centres_inside(anchors: torch.Tensor, gt_boxes: torch.Tensor, eps: float = 1e-9) -> torch.Tensor:
+    """``(B, M, A)`` bool: anchor point ``a`` (``anchors (A, 2)`` px) lies strictly inside box ``m`` (``gt_boxes
+    (B, M, 4)`` xyxy px), by more than ``eps`` on every side: the candidates of task-aligned assignment."""
+    lt = anchors[None, None] - gt_boxes[:, :, None, :2]  # (B, M, A, 2)
+    rb = gt_boxes[:, :, None, 2:] - anchors[None, None]  # (B, M, A, 2)
+    return torch.cat([lt, rb], -1).amin(-1) > eps
 
 
 @torch.no_grad()
@@ -52,10 +60,7 @@ def task_aligned_assign(pred_scores: torch.Tensor, pred_boxes: torch.Tensor, anc
         return Assignment(torch.zeros(b, a, dtype=torch.bool, device=dev), torch.zeros(b, a, 4, device=dev),
                           torch.zeros(b, a, nc, device=dev), torch.zeros(b, a, dtype=torch.long, device=dev))
     pred_scores, pred_boxes, gt_boxes = pred_scores.float(), pred_boxes.float(), gt_boxes.float()
-    # anchor centre strictly inside the box (and the row is real)
-    lt = anchors[None, None] - gt_boxes[:, :, None, :2]  # (B, M, A, 2)
-    rb = gt_boxes[:, :, None, 2:] - anchors[None, None]  # (B, M, A, 2)
-    inside = (torch.cat([lt, rb], -1).amin(-1) > eps) & gt_mask[:, :, None]  # (B, M, A)
+    inside = centres_inside(anchors, gt_boxes, eps) & gt_mask[:, :, None]  # (B, M, A), and the row is real
     labels = gt_labels.clamp(min=0).long()
     score = pred_scores.transpose(1, 2).gather(1, labels[:, :, None].expand(b, m, a))  # (B, M, A)
     overlap = iou(gt_boxes[:, :, None, :], pred_boxes[:, None, :, :]).clamp(min=0) * inside  # (B, M, A)
