@@ -86,7 +86,7 @@ def count_levels(counts: dict[str, dict[str, Any]], fg: torch.Tensor, gt_idx: to
 
 
 def summarise(counts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """``counts`` with the share of positives per level (and over all sizes, ``all``)."""
+    """``counts`` with the share of positives and of target score per level, and their sum over sizes (``all``)."""
     out = {}
     total = empty_counts()["small"]
     for s in SIZES:
@@ -113,9 +113,9 @@ def assign_counts(model: HSVDet, dataset: DetectionDataset, batch_size: int) -> 
     loader = torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False,
                                          collate_fn=collate_detections)
     for batch in loader:
-        out = model(images_to_float(batch.images))
-        inp = criterion.prepare(out, batch.targets)
-        _, boxes, mask = pad_targets(batch.targets, out.batch_size)
+        output = model(images_to_float(batch.images))
+        inp = criterion.prepare(output, batch.targets)
+        _, boxes, mask = pad_targets(batch.targets, output.batch_size)
         a = inp.assignment
         side = (inp.pred_boxes[..., 2:] - inp.pred_boxes[..., :2]).clamp(min=0).prod(-1).sqrt()  # (B, A)
         for li, stride in enumerate(model.config.strides):
