@@ -32,9 +32,9 @@ import torch
 from _machine import machine
 from depthtracker.data.datasets import DetectionDataConfig, DetectionDataset, collate_detections, images_to_float
 from depthtracker.models.hsvdet.assigner import centres_inside
-from depthtracker.models.hsvdet.config import HSVDetConfig
 from depthtracker.models.hsvdet.losses import HSVDetCriterion, pad_targets
 from depthtracker.models.hsvdet.model import HSVDet
+from depthtracker.models.hsvdet.predictor import HSVDetPredictor
 from depthtracker.train.checkpoints import load_checkpoint
 
 LEVELS = ("P3", "P4", "P5")
@@ -128,24 +128,19 @@ def assign_counts(model: HSVDet, dataset: DetectionDataset, batch_size: int) -> 
 
 
 def run(checkpoint: Path, bags: Sequence[Path], init_seed: int, batch_size: int) -> dict[str, Any]:
-    state, sidecar = load_checkpoint(checkpoint)
-    config = HSVDetConfig.from_dict(sidecar.get("model_config") or {})
-    data = (sidecar.get("data_manifest") or {}).get("config") or {}
+    trained = HSVDetPredictor.from_checkpoint(checkpoint).model  # the unfolded network, in eval mode
+    config = trained.config
+    data = (load_checkpoint(checkpoint)[1].get("data_manifest") or {}).get("config") or {}  # training's data settings
     data_cfg = DetectionDataConfig(image_size=(config.input_height, config.input_width),
                                    min_visibility=float(data.get("min_visibility", 0.25)),
                                    letterbox=bool(data.get("letterbox", True)), augment=False)
     dataset = DetectionDataset(bags=[str(b) for b in bags], config=data_cfg)
-    trained = HSVDet(config)
-    missing, unexpected = trained.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"--checkpoint {checkpoint}: does not fit the model its sidecar describes (missing "
-                         f"{sorted(missing)[:3]}, unexpected {sorted(unexpected)[:3]})")
     torch.manual_seed(init_seed)
     init = HSVDet(config)
     return {"checkpoint": str(checkpoint), "input_wh": [config.input_width, config.input_height],
             "sgb_levels": list(config.sgb_levels), "placement": config.sgb_placement, "tal_topk": config.tal_topk,
             "images": len(dataset), "init_seed": init_seed,
-            "trained": assign_counts(trained.eval(), dataset, batch_size),
+            "trained": assign_counts(trained, dataset, batch_size),
             "init": assign_counts(init.train(), dataset, batch_size)}
 
 
