@@ -1,7 +1,13 @@
 """How console-script nodes end: a configuration error exits 2 for the launcher's respawn policy; a stop that arrives
-while the node is still starting (say, loading its models) is a clean exit."""
+while the node is still starting (say, loading its models) is a clean exit; so is a ROS call that fails because the
+stop shut the context down; a second signal during teardown is not swallowed."""
 
 from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
 
 import pytest
 from helpers import requires_ros
@@ -29,3 +35,70 @@ def test_a_configuration_error_exits_2_and_a_stop_during_start_up_exits_cleanly(
 
     run_node(stopped_while_loading, "runtime_test")  # returns: no SystemExit, so status 0
     assert not rclpy.ok()
+
+
+def test_a_ros_call_failing_after_a_stop_is_that_stop_and_before_it_an_error(ros_env, monkeypatch) -> None:
+    import rclpy
+    from depthtracker.ros.runtime import run_node
+    from rclpy.node import Node
+
+    for k, v in ros_env.items():
+        monkeypatch.setenv(k, v)
+
+    def node_failing(after_stop: bool):
+        def factory() -> Node:
+            node = Node("runtime_test")
+
+            def tick() -> None:
+                if after_stop:
+                    rclpy.shutdown()  # what the SIGINT/SIGTERM handler does from its own thread
+                # what rclpy raises for a call caught between the two (an RCLError is a RuntimeError)
+                raise RuntimeError("failed to initialize wait set: the given context is not valid")
+
+            node.create_timer(0.01, tick)
+            return node
+        return factory
+
+    run_node(node_failing(after_stop=True), "runtime_test")  # returns: a clean exit
+    assert not rclpy.ok()
+    with pytest.raises(RuntimeError, match="context is not valid"):
+        run_node(node_failing(after_stop=False), "runtime_test")  # no stop came: a real error, raised
+    assert not rclpy.ok()
+
+
+SLOW_TEARDOWN = textwrap.dedent("""
+    import time
+    from depthtracker.ros.runtime import run_node
+    from rclpy.node import Node
+
+    class SlowTeardown(Node):
+        def __init__(self):
+            super().__init__("slow_teardown")
+            self.create_timer(0.05, lambda: print("spinning", flush=True))
+
+        def destroy_node(self):
+            print("tearing down", flush=True)
+            time.sleep(60)  # a teardown that hangs (say, in the middleware)
+            super().destroy_node()
+
+    run_node(SlowTeardown, "slow_teardown")
+""")
+
+
+def test_a_second_sigterm_during_a_hung_teardown_ends_the_node(ros_env) -> None:
+    """After SIGINT shut it down, the node tears down; a launcher that runs out of patience sends SIGTERM, which must
+    end the process (rclpy's handlers, still installed, swallowed it: the launcher then needed SIGKILL)."""
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_TEARDOWN], env=ros_env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "spinning", proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        while (line := proc.stdout.readline().strip()) == "spinning":
+            pass
+        assert line == "tearing down", proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -12,7 +12,7 @@ import rclpy
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.signals import SignalHandlerOptions
+from rclpy.signals import SignalHandlerOptions, uninstall_signal_handlers
 
 
 def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | None = None) -> None:
@@ -21,7 +21,8 @@ def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | No
     A ``ValueError`` or ``ParameterException`` while building the node (bad parameters or config) is logged as
     FATAL with its message and exits with status 2, so a launcher's respawn policy sees a configuration error. One
     raised after Ctrl-C or SIGTERM shut the context down (a stop that arrives while the node loads its models makes
-    its next ROS call fail) is that stop, not a configuration error: a clean exit, logged as such.
+    its next ROS call fail) is that stop, not a configuration error: a clean exit, logged as such; so is any
+    ``RuntimeError`` (rclpy's ``RCLError``) raised once a signal has shut the context down.
     """
     rclpy.init(args=args)
     node = None
@@ -30,6 +31,13 @@ def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | No
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C, or SIGTERM from a launcher: a clean exit
+    except RuntimeError as exc:
+        # rclpy's signal handler shuts the context down from another thread; a ROS call caught in between raises
+        # RCLError ("the given context is not valid", seen in the executor building its wait set) instead of
+        # ExternalShutdownException. After a signal that is the stop; otherwise it is a real error.
+        if rclpy.ok():
+            raise
+        rclpy.logging.get_logger(logger_name).info(f"stopped ({exc})")
     except (ValueError, ParameterException) as exc:
         if not rclpy.ok():
             rclpy.logging.get_logger(logger_name).info(f"stopped during start-up ({exc})")
@@ -37,6 +45,12 @@ def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | No
         rclpy.logging.get_logger(logger_name).fatal(f"bad parameter or configuration: {exc}")
         raise SystemExit(2) from exc
     finally:
+        if not rclpy.ok():
+            # A signal shut the context down. rclpy's handlers stay installed after that and would swallow every
+            # further signal while the node tears down (measured: a second SIGTERM ignored for as long as teardown
+            # took); without them a second SIGTERM (a launcher's escalation) ends the process at once and a second
+            # Ctrl-C raises KeyboardInterrupt.
+            uninstall_signal_handlers()
         if node is not None:
             node.destroy_node()
         if rclpy.ok():
