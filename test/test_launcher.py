@@ -75,6 +75,7 @@ def test_default_config_commands():
     assert [(c.stage, c.respawn, c.files) for c in kids] == [(STAGE_NODES, True, ()), (STAGE_NODES, True, ()),
                                                              (STAGE_SOURCES, True, ())]
     assert not any("__ns:=" in a for c in kids for a in c.argv)
+    assert all(c.stack_dump for c in kids)  # our nodes print their stacks on SIGUSR1 (ros.runtime.run_node)
 
 
 def test_camera_synth_and_live_specs():
@@ -320,6 +321,32 @@ def test_ordered_shutdown_and_escalation(tmp_path, monkeypatch):
     assert "[launch] tracking still running: sending SIGTERM" in log
 
 
+def test_a_child_that_does_not_stop_shows_its_stacks_before_sigterm(monkeypatch):
+    """A child that ignores SIGINT prints its threads' stacks into the log before SIGTERM ends it; a child that did
+    not ask for stack dumps gets no SIGUSR1 (its default action would end it with status -10, a failed stop)."""
+    monkeypatch.setattr(launcher, "STOP_TIMEOUT_S", 0.5)
+    code = ("import signal, time\nfrom depthtracker.ros.launcher import enable_stack_dumps\nenable_stack_dumps()\n"
+            "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "def stuck_in_teardown():\n    print('up', flush=True)\n    while True: time.sleep(0.02)\n"
+            "stuck_in_teardown()")
+    kids = [dataclasses.replace(py("node", code), stack_dump=True),
+            py("other", code.replace("enable_stack_dumps()", "pass"))]
+    log, stop = Log(), threading.Event()
+    runner = threading.Thread(target=lambda: log.append(run_children(kids, log=log, stop=stop)))
+    runner.start()
+    deadline = time.monotonic() + 10
+    while sum(str(line).endswith("] up") for line in log) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    stop.set()
+    runner.join(30)
+    assert log[-1] == 0, log
+    lines = [str(line) for line in log]
+    dump = lines.index("[launch] node: the stacks of its threads follow (SIGUSR1)")
+    assert any(line.startswith("[node]") and "in stuck_in_teardown" in line for line in lines[dump:]), lines
+    assert not any(line.startswith("[launch] other: the stacks") for line in lines), lines
+    assert dump > lines.index("[launch] node, other still running: sending SIGTERM")  # the stacks, then SIGTERM
+
+
 def test_play_finishing_keeps_graph_or_stops_it(tmp_path):
     def kids(run: str) -> list[Child]:
         # play ends once tracking is up: a SIGINT that lands while an interpreter is still starting makes it exit
@@ -343,9 +370,10 @@ def test_play_finishing_keeps_graph_or_stops_it(tmp_path):
 def test_player_blocked_after_its_bag_is_killed_and_counted(stop_when_played):
     """A player that printed PLAYED_LINE and then hangs (a blocked DDS teardown) is killed after its grace; the bag
     counts as played: --stop-when-played stops the graph, status 0; otherwise the graph runs on."""
-    code = f"import time\nprint({PLAYED_LINE + ': 8 messages'!r}, flush=True)\nwhile True: time.sleep(1)"
+    code = ("import time\nfrom depthtracker.ros.launcher import enable_stack_dumps\nenable_stack_dumps()\n"
+            f"print({PLAYED_LINE + ': 8 messages'!r}, flush=True)\nwhile True: time.sleep(1)")
     hung = dataclasses.replace(py("play", code, STAGE_SOURCES, respawn=False), done_line=PLAYED_LINE,
-                               exit_grace_s=0.5)
+                               exit_grace_s=0.5, stack_dump=True)
     log = Log()
     t = time.monotonic()
     status = run_children([hung, py("tracking", SLEEPER)], duration_s=20.0 if stop_when_played else 3.0,
@@ -353,6 +381,8 @@ def test_player_blocked_after_its_bag_is_killed_and_counted(stop_when_played):
     assert status == 0, log
     assert any("play finished its work" in str(line) and "(a blocked teardown); killing it" in str(line)
                for line in log), log
+    assert "[launch] play: the stacks of its threads follow (SIGUSR1)" in log  # where it blocked, then the kill
+    assert any(str(line).startswith("[play]   File") for line in log), log
     if stop_when_played:
         assert "[launch] play finished the bag; shutting the graph down (--stop-when-played)" in log
         assert time.monotonic() - t < 10.0

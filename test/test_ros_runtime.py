@@ -4,10 +4,12 @@ stop shut the context down; a second signal during teardown is not swallowed."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 from helpers import requires_ros
@@ -86,8 +88,9 @@ SLOW_TEARDOWN = textwrap.dedent("""
 
 
 def test_a_second_sigterm_during_a_hung_teardown_ends_the_node(ros_env) -> None:
-    """After SIGINT shut it down, the node tears down; a launcher that runs out of patience sends SIGTERM, which must
-    end the process (rclpy's handlers, still installed, swallowed it: the launcher then needed SIGKILL)."""
+    """After SIGINT shut it down, the node tears down; a launcher that runs out of patience asks for its stacks
+    (SIGUSR1) and sends SIGTERM, which must end the process (rclpy's handlers, still installed, swallowed it: the
+    launcher then needed SIGKILL)."""
     proc = subprocess.Popen([sys.executable, "-c", SLOW_TEARDOWN], env=ros_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -96,8 +99,11 @@ def test_a_second_sigterm_during_a_hung_teardown_ends_the_node(ros_env) -> None:
         while (line := proc.stdout.readline().strip()) == "spinning":
             pass
         assert line == "tearing down", proc.stderr.read()
+        proc.send_signal(signal.SIGUSR1)  # what the launcher sends first: where is it stuck?
+        time.sleep(0.5)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == -signal.SIGTERM
+        assert re.search(r"File .*, line \d+ in destroy_node", proc.stderr.read())  # the stack of the hung teardown
     finally:
         if proc.poll() is None:
             proc.kill()

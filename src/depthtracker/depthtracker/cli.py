@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from depthtracker.ros.commands import register as register_ros_commands
+from depthtracker.ros.launcher import enable_stack_dumps
 from depthtracker.train import depthtrack_cli
 
 
@@ -257,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    enable_stack_dumps()  # SIGUSR1 prints every thread's stack: where a hung command (or a launcher's child) is
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -119,6 +119,9 @@ class Child:
     # graph). None: no such line.
     done_line: str | None = None
     exit_grace_s: float = 15.0
+    # It prints its threads' stacks on the launcher's STACK_DUMP_SIGNAL (our nodes and CLI: enable_stack_dumps); the
+    # signal's default action would end any other process.
+    stack_dump: bool = False
 
 
 @dataclass(frozen=True)
@@ -244,7 +247,7 @@ class LaunchPlan:
         if self.record is not None:
             out.append(Child("record", (self.python, "-m", "depthtracker.cli", "record", "--out", str(self.record),
                                         "--topics", *self.record_topics(), "--wait", f"{RECORD_WAIT_S:g}"),
-                             STAGE_RECORD, False))
+                             STAGE_RECORD, False, stack_dump=True))
         n_cameras = len(self.camera_ids()) if g.enable_perception else 0
         rig_files: tuple[tuple[Path, str], ...] = ()
         perception_extra = [f"device:={g.device}", f"cameras:={n_cameras}", "autostart:=true"]
@@ -271,7 +274,7 @@ class LaunchPlan:
             if name == "perception":
                 files = files + rig_files
             out.append(Child(name, tuple(argv), STAGE_SOURCES if name == "ingest" else STAGE_NODES, g.respawn,
-                             files))
+                             files, stack_dump=True))
         if self.bag is not None:
             argv = [self.python, "-m", "depthtracker.cli", "play", str(self.bag), "--delay", f"{PLAY_DELAY_S:g}",
                     "--topics", *self.played_topics()]
@@ -282,7 +285,7 @@ class LaunchPlan:
             if g.enable_perception:  # ... and for the perception node to hear the player from its side
                 argv += ["--wait-perception"]
             out.append(Child("play", tuple(argv + (["--clock"] if g.use_sim_time else [])), STAGE_SOURCES, False,
-                             done_line=PLAYED_LINE))
+                             done_line=PLAYED_LINE, stack_dump=True))
         if not out:
             raise ValueError("the graph starts no process: enable a node, give --camera bag:PATH or --record")
         return out

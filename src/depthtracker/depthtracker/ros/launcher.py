@@ -23,7 +23,11 @@ graph (``depthtracker.ros.launch_plan``); this module runs it and keeps it runni
   to the sources (ingest / play), then to perception and tracking, then to the recorder, so the bag holds everything
   up to the end and is closed last; each stage gets ``STOP_TIMEOUT_S`` before SIGTERM, then ``KILL_TIMEOUT_S``
   before SIGKILL. A second signal to the launcher skips the SIGINT grace. Status 0 after a requested stop in which
-  every process exited cleanly (0 or by the signal sent).
+  every process exited cleanly (0 or by the signal sent);
+* a hang is shown, not only ended: our processes print every thread's stack on ``STACK_DUMP_SIGNAL`` (SIGUSR1,
+  ``enable_stack_dumps``; ``Child.stack_dump``), and the launcher sends it to one that has not stopped
+  ``STOP_TIMEOUT_S`` after SIGINT, or that it kills after its ``done_line``, before it escalates; the stacks appear
+  in the log under the child's name.
 
 Importing this module loads no ROS module: it only starts processes.
 """
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import faulthandler
 import os
 import signal
 import subprocess
@@ -46,7 +51,8 @@ from typing import IO
 
 from depthtracker.ros.launch_plan import Child, LaunchPlan, make_plan
 
-__all__ = ["run_graph", "run_children", "register", "STOP_TIMEOUT_S", "KILL_TIMEOUT_S", "CONFIG_ERROR_STATUS"]
+__all__ = ["run_graph", "run_children", "register", "enable_stack_dumps", "STOP_TIMEOUT_S", "KILL_TIMEOUT_S",
+           "CONFIG_ERROR_STATUS", "STACK_DUMP_SIGNAL"]
 
 STOP_TIMEOUT_S = 10.0  # grace after SIGINT before SIGTERM, s (per shutdown stage)
 KILL_TIMEOUT_S = 5.0  # grace after SIGTERM before SIGKILL, s
@@ -54,8 +60,22 @@ CONFIG_ERROR_STATUS = 2  # our nodes exit with 2 on a bad parameter or configura
 POLL_S = 0.05  # supervision period, s
 QUICK_EXIT_S = 5.0  # a node exiting this soon after its start counts towards a crash loop, s
 MAX_QUICK_EXITS = 5  # a node exiting soon after its start this many times in a row stops the graph (status 1)
+STACK_DUMP_SIGNAL = signal.SIGUSR1  # our processes print their threads' stacks on it (enable_stack_dumps)
+STACK_DUMP_WAIT_S = 0.5  # time for a dump to reach the log before the next signal, s
 # Exit statuses of a process that stopped because we asked it to: 0, or killed by / exiting for SIGINT or SIGTERM.
 _STOPPED = {0, -signal.SIGINT, -signal.SIGTERM, 128 + signal.SIGINT, 128 + signal.SIGTERM}
+
+
+def enable_stack_dumps() -> None:
+    """Print every thread's Python stack to stderr when ``STACK_DUMP_SIGNAL`` arrives (faulthandler: it writes from
+    the signal handler, so it works while a thread holds the GIL in a hang). Our nodes and the CLI call it first."""
+    stream = sys.stderr
+    try:
+        stream.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced by a stream without a descriptor (a test's capture)
+        stream = sys.__stderr__
+    if stream is not None:  # None: the process has no stderr at all, nowhere to print
+        faulthandler.register(STACK_DUMP_SIGNAL, file=stream, all_threads=True)
 
 
 @dataclass
@@ -129,10 +149,22 @@ class _Supervisor:
         """Kill a child whose work is done but which does not exit (a blocked teardown); 0, its work counted."""
         self.log(f"[launch] {r.child.name} finished its work {time.monotonic() - r.done_at:.0f} s ago but has not "
                  "exited (a blocked teardown); killing it")
+        self._dump_stacks([r])
         with contextlib.suppress(ProcessLookupError):
             os.killpg(r.proc.pid, signal.SIGKILL)
         self._reap(r)
         return 0
+
+    def _dump_stacks(self, group: Sequence[_Running]) -> None:
+        """Ask the children of ``group`` that can (``Child.stack_dump``) to print their threads' stacks, and give the
+        dumps time to reach the log."""
+        dumping = [r for r in group if r.child.stack_dump and r.proc is not None and r.proc.poll() is None]
+        for r in dumping:
+            self.log(f"[launch] {r.child.name}: the stacks of its threads follow ({STACK_DUMP_SIGNAL.name})")
+            with contextlib.suppress(ProcessLookupError):
+                r.proc.send_signal(STACK_DUMP_SIGNAL)
+        if dumping:
+            time.sleep(STACK_DUMP_WAIT_S)
 
     def _reap(self, r: _Running) -> int:
         status = r.proc.wait()
@@ -196,6 +228,7 @@ class _Supervisor:
             group = [r for r in self.children if r.child.stage == stage and r.proc is not None]
             if not group:
                 continue
+            interrupted = False
             for sig, timeout in ((signal.SIGINT, STOP_TIMEOUT_S), (signal.SIGTERM, KILL_TIMEOUT_S),
                                  (signal.SIGKILL, KILL_TIMEOUT_S)):
                 alive = [r for r in group if r.proc is not None and r.proc.poll() is None]
@@ -206,6 +239,9 @@ class _Supervisor:
                 if sig != signal.SIGINT:
                     self.log(f"[launch] {', '.join(r.child.name for r in alive)} still running: sending "
                              f"{signal.Signals(sig).name}")
+                if sig == signal.SIGTERM and interrupted:  # SIGINT was sent and did not stop them: show where
+                    self._dump_stacks(alive)
+                interrupted = sig == signal.SIGINT
                 for r in alive:
                     with contextlib.suppress(ProcessLookupError):
                         r.proc.send_signal(sig)

@@ -14,6 +14,8 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions, uninstall_signal_handlers
 
+from depthtracker.ros.launcher import enable_stack_dumps
+
 
 def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | None = None) -> None:
     """``main()`` of a node's console script: init, spin until Ctrl-C or SIGTERM, tear down.
@@ -24,6 +26,7 @@ def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | No
     its next ROS call fail) is that stop, not a configuration error: a clean exit, logged as such; so is any
     ``RuntimeError`` (rclpy's ``RCLError``) raised once a signal has shut the context down.
     """
+    enable_stack_dumps()  # SIGUSR1 prints every thread's stack (a launcher asks before it escalates a stop)
     rclpy.init(args=args)
     node = None
     try:
