@@ -72,7 +72,12 @@ def test_full_graph_depth_tracks_and_perception_respawn(ros_env, tmp_path):
         killed_at = time.time_ns()
         while len([p for n, p in pids if n == "perception"]) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        time.sleep(10.0)  # the new perception node loads its models and processes again
+        # the new perception node loads its models and publishes again (it says so once); then a few more sets
+        deadline = time.monotonic() + 60
+        while sum("[perception]" in line and "first set published" in line for line in log) < 2 and \
+                time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(3.0)
     finally:
         stop.set()
         runner.join(90)

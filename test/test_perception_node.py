@@ -117,6 +117,8 @@ def test_outputs_equal_the_in_process_pipeline(ros_env, tmp_path, depth_checkpoi
     # lock-step sending never fills a queue: every image the peer sent was taken (sequence numbers without a gap)
     assert diag["images_missed"] == "0", diag
     assert log.count("skipping an unreadable image") == 1 and log.count("camera_info says") == 1, log[-3000:]
+    assert log.count("first set published: 2 camera(s)") == 1, log[-3000:]  # the pipeline is live, said once
+    assert "no publisher on" not in log, log[-3000:]
 
 
 @requires_ros
@@ -124,8 +126,8 @@ def test_outputs_equal_the_in_process_pipeline(ros_env, tmp_path, depth_checkpoi
 def test_qos_mismatch_is_loud(ros_env, tmp_path):
     # The node asks for reliable camera topics; the peer's driver offers best-effort: nothing can flow, and the
     # node must say so on its log and on /diagnostics (ERROR) instead of waiting silently.
-    got, log = run_node_and_peer(ros_env, tmp_path, ["reliability:=reliable", "depth_checkpoint:=none"],
-                                 seconds=8.0, reliability="best_effort")
+    got, log = run_node_and_peer(ros_env, tmp_path, ["reliability:=reliable", "depth_checkpoint:=none",
+                                                     "unheard_warn_s:=1.0"], seconds=8.0, reliability="best_effort")
     diag = json.loads(str(got["diagnostics"]))
     assert int(diag["qos_incompatible"]) >= 1 and diag["level"] == 2, diag
     assert "incompatible" in diag["message"] and "reliability" in diag["message"]
@@ -134,6 +136,10 @@ def test_qos_mismatch_is_loud(ros_env, tmp_path):
     # discovered but never matched: /diagnostics names every camera topic as unheard
     assert int(diag["camera_publishers"]) == 0, diag
     assert diag["cameras_unheard"].split() == [f"/cam{i}/{k}" for i in range(2) for k in ("image_raw", "camera_info")]
+    # ... and so does the log, once the node has been active unheard_warn_s (throttled: once here)
+    assert log.count("no publisher on /cam0/image_raw /cam0/camera_info /cam1/image_raw /cam1/camera_info") == 1, \
+        log[-3000:]
+    assert "first set published" not in log
 
 
 @requires_ros

@@ -125,6 +125,9 @@ class PerceptionNode(LifecycleNode):
             "depth_heatmap/color: depth at the cold end, m",
             floating_point_range=[FloatingPointRange(from_value=0.001, to_value=10000.0, step=0.0)]))
         self.declare_parameter("autostart", True, _ro("configure and activate at start-up (else wait for a manager)"))
+        self.declare_parameter("unheard_warn_s", 5.0, _ro(
+            "warn on the log when a camera topic has had no publisher this long after activation, s (0: never)",
+            floating_point_range=[FloatingPointRange(from_value=0.0, to_value=3600.0, step=0.0)]))
         self.declare_parameter("diagnostics_period_s", 1.0, _ro(
             "period of /diagnostics messages, s",
             floating_point_range=[FloatingPointRange(from_value=0.1, to_value=60.0, step=0.0)]))
@@ -134,6 +137,8 @@ class PerceptionNode(LifecycleNode):
         self.extrinsics = str(self.get_parameter("extrinsics").value)
         self.publish_color = bool(self.get_parameter("publish_color").value)
         self.near, self.far = (float(self.get_parameter(n).value) for n in ("colormap_near", "colormap_far"))
+        self.unheard_warn_s = float(self.get_parameter("unheard_warn_s").value)
+        self._active_since = 0.0  # monotonic time of the last activation
         if not 0 < self.near < self.far:
             raise ValueError(f"parameters colormap_near={self.near} and colormap_far={self.far} must satisfy "
                              "0 < near < far")
@@ -167,6 +172,7 @@ class PerceptionNode(LifecycleNode):
     def on_activate(self, state: State) -> TransitionCallbackReturn:
         with self._cv:
             self._active, self._stop, self._mailbox = True, False, None
+        self._active_since = time.monotonic()
         self._worker = threading.Thread(target=self._work, name="perception-worker", daemon=True)
         self._worker.start()
         self.get_logger().info(f"active: {self.num_cameras} camera(s), reliability={self.reliability}, "
@@ -397,6 +403,10 @@ class PerceptionNode(LifecycleNode):
         now = time.time_ns()
         newest = max(f.stamp_ns for f in frames)
         self.counts["sets"] += 1
+        if self.counts["sets"] == 1:  # the pipeline is live: said once (a respawned node says it again)
+            self.get_logger().info(f"first set published: {len(frames)} camera(s), "
+                                   f"{result.timings_ms.get('total', 0.0):.0f} ms, "
+                                   f"{time.monotonic() - self._active_since:.1f} s after activation")
         self._proc_ms.append(result.timings_ms.get("total", 0.0))
         self._node_ms.append(1e3 * (time.monotonic() - max(item[4] for item in items)))
         if not self.get_parameter("use_sim_time").value:
@@ -446,7 +456,21 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().warning(f"publish failed ({exc}); counted", throttle_duration_sec=5.0)
 
     # -- diagnostics --------------------------------------------------------------------------------------------------
+    def _warn_unheard(self) -> None:
+        """Say on the log, not only on /diagnostics, when an active node's camera topics have no publisher (the driver
+        is down, a namespace or remap is wrong, or the middleware never discovered it)."""
+        since = time.monotonic() - self._active_since
+        if not self._active or self.unheard_warn_s <= 0 or since < self.unheard_warn_s:
+            return
+        unheard = [t for t, k in self._matched.items() if k == 0]
+        if unheard:
+            self.get_logger().warning(
+                f"no publisher on {' '.join(unheard)} {since:.0f} s after activation: is the camera driver (ingest, "
+                "a player) running, in this namespace and ROS_DOMAIN_ID? (/diagnostics: cameras_unheard)",
+                throttle_duration_sec=30.0)
+
     def _diagnostics(self) -> None:
+        self._warn_unheard()
         elapsed = max(time.monotonic() - self._t0, 1e-9)
         c = self.counts
         level, message = DiagnosticStatus.OK, "processing" if self._active else "inactive"
