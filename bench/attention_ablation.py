@@ -59,9 +59,9 @@ from attention_ablation_report import NOTE, aggregate, write_markdown, write_plo
 from depthtracker.data.bags import BagReader
 from depthtracker.data.crops import resize_camera
 from depthtracker.eval.depthtrack import DepthTrackEvalConfig, add_visible, longest_runs, run_frames
-from depthtracker.eval.hsvdet import machine_info
 from depthtracker.eval.metrics import depth_metrics, sot_metrics
 from depthtracker.kernels.nsa import TileLayout
+from depthtracker.machine import machine_info
 from depthtracker.models.depthtrack import DepthTrack, DepthTrackConfig
 from depthtracker.models.depthtrack.predictor import DepthTrackPredictor
 from depthtracker.train.depthtrack import build_model_config, data_config_for, fit_depthtrack

@@ -279,7 +279,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from depthtracker.eval.hsvdet import machine_info
+    from depthtracker.machine import machine_info
 
     load_before = os.getloadavg()[0]
     date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")

@@ -80,6 +80,9 @@ def test_checkpoint_round_trip_is_bit_exact(tmp_path):
     assert side["extra"] == {"note": "x"} and side["torch_version"] == torch.__version__
     assert side["git_revision"] == "unknown" or len(side["git_revision"]) == 40
     assert {"git_dirty", "depthtracker_version", "created_utc", "weights_sha256"} <= side.keys()
+    # what trained it: the CPU and the kernels torch chose there (another CPU trains other weights from the seed)
+    assert side["machine"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert side["machine"]["torch_threads"] == torch.get_num_threads() and side["machine"]["cpu"]
     fresh = Tiny()
     fresh.load_state_dict(state)  # a rebuilt model takes the weights (tied ones included)
     assert b"pickle" not in (tmp_path / "ck.safetensors").read_bytes()[:200]

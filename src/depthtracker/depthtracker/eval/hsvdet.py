@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
 import time
 from collections.abc import Sequence
@@ -33,9 +32,10 @@ import numpy as np
 import torch
 
 from depthtracker.eval.metrics.det import det_metrics, precision_recall_curves
+from depthtracker.machine import machine_info
 
 __all__ = ["HSVDetEvalConfig", "evaluate_dataset", "evaluate_hsvdet", "detect_bag", "measure_latency",
-           "filter_ground_truth", "machine_info"]
+           "filter_ground_truth"]
 
 
 @dataclass(frozen=True)
@@ -140,20 +140,6 @@ def measure_latency(predictor: Any, image: np.ndarray, batches: Sequence[int], r
             times.append(time.perf_counter() - t0)
         out[f"batch{b}_ms_per_image"] = 1e3 * statistics.median(times) / b
     return out
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU model, logical cores, torch version and threads: stated beside every timing."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:  # not Linux: keep platform's answer
-        pass
-    return {"cpu": cpu, "logical_cores": os.cpu_count(), "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available()}
 
 
 def _plots(out_dir: Path, curves: dict[str, Any], per_class: dict[str, Any], title: str) -> list[str]:

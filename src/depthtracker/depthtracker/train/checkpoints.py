@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from depthtracker.machine import machine_info
+
 __all__ = ["CheckpointError", "save_checkpoint", "load_checkpoint", "save_train_state", "load_train_state",
            "checkpoint_paths", "git_revision", "rng_state", "set_rng_state"]
 
@@ -192,6 +194,7 @@ def save_checkpoint(path: str | os.PathLike[str], model: torch.nn.Module | Mappi
         **git_revision(),
         "torch_version": torch.__version__,
         "depthtracker_version": depthtracker.__version__,
+        "machine": machine_info(),  # the CPU and kernel settings: another CPU trains other weights from the seed
         "created_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     _write_pair(weights, sidecar, state, meta)
