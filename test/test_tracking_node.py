@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -73,6 +74,7 @@ def test_tracking_node_tracks_two_cameras(ros_env):
     assert diag["detections_missed"] == "0"  # every array the peer sent was taken (no sequence gap)
     assert diag["detections_publishers"] == "1"  # the peer's publisher, matched on this node's side
     assert log.count("skipping an unreadable depth_heatmap") == 1, log[-3000:]
+    assert "no publisher on" not in log, log[-3000:]  # the peer's detections were heard
 
 
 @requires_ros
@@ -82,3 +84,21 @@ def test_bad_parameter_exits_2(ros_env):
                           "target.kf_score_weight:=2.0"], env=ros_env, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2
     assert "kf_score_weight" in res.stderr and "FATAL" in res.stderr
+
+
+@requires_ros
+@pytest.mark.ros
+def test_no_perception_node_is_said_on_the_log(ros_env):
+    node = subprocess.Popen(
+        [sys.executable, "-m", "depthtracker.ros.tracking_node", "--ros-args", "-p", "unheard_warn_s:=1.0",
+         "-p", "diagnostics_period_s:=0.2"],
+        env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(4.0)
+        assert node.poll() is None, "the node died"
+    finally:
+        node.terminate()
+        log, _ = node.communicate(timeout=20)
+    # once (throttled), naming the topic as resolved and where to look
+    assert log.count("no publisher on /detections for") == 1, log[-3000:]
+    assert "detections_publishers" in log

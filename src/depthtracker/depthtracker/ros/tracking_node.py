@@ -26,7 +26,8 @@ was behind) are counted from the publisher's sequence numbers as ``detections_mi
 each one is a frame the trackers skipped). ``detections_publishers`` on ``/diagnostics`` is the number of publishers
 the ``detections`` subscription has matched, its side of the match: 0 while the perception node runs means this node
 does not hear it (another namespace or domain, incompatible QoS, or a middleware discovery stall), and no detection
-will reach the trackers.
+will reach the trackers; the log says so too once it has lasted ``unheard_warn_s`` (30 s: the perception node takes
+seconds to load its models).
 
 Publication ``tracks`` (``TrackArray``): one message per DetectionArray, its header copied; per camera of the set
 its confirmed and lost tracks (tentative ones with ``publish_tentative``), then the ones gone since the previous
@@ -94,6 +95,13 @@ class TrackingNode(Node):
         self.declare_parameter("diagnostics_period_s", 1.0, ParameterDescriptor(
             description="period of /diagnostics messages, s", read_only=True,
             floating_point_range=[FloatingPointRange(from_value=0.1, to_value=60.0, step=0.0)]))
+        self.declare_parameter("unheard_warn_s", 30.0, ParameterDescriptor(
+            description="warn on the log when 'detections' has had no publisher this long since start-up or since "
+                        "its last publisher left, s (0: never); the perception node takes seconds to load its models",
+            read_only=True, floating_point_range=[FloatingPointRange(from_value=0.0, to_value=3600.0, step=0.0)]))
+        self.unheard_warn_s = float(self.get_parameter("unheard_warn_s").value)
+        # since when 'detections' has had no publisher (None: it has one)
+        self._unheard_since: float | None = time.monotonic()
         self.target_source = self.get_parameter("target_source").value
         if self.target_source not in TARGET_SOURCES:
             raise ValueError(f"parameter target_source must be one of {list(TARGET_SOURCES)}, "
@@ -141,6 +149,22 @@ class TrackingNode(Node):
     # -- inputs ------------------------------------------------------------------------------------------------------
     def _on_detections_matched(self, info: Any) -> None:
         self._detections_publishers = int(info.current_count)
+        if self._detections_publishers == 0:
+            self._unheard_since = self._unheard_since or time.monotonic()
+        else:
+            self._unheard_since = None
+
+    def _warn_unheard(self) -> None:
+        """Say on the log, not only on /diagnostics, when no perception node is heard (not running, another
+        namespace or domain, or never discovered by the middleware)."""
+        if self._unheard_since is None or self.unheard_warn_s <= 0:
+            return
+        since = time.monotonic() - self._unheard_since
+        if since >= self.unheard_warn_s:
+            self.get_logger().warning(
+                f"no publisher on {self.resolve_topic_name('detections')} for {since:.0f} s: is the perception node "
+                "running, in this namespace and ROS_DOMAIN_ID? (/diagnostics: detections_publishers)",
+                throttle_duration_sec=30.0)
 
     def _on_heatmap(self, msg: Image) -> None:
         try:
@@ -306,6 +330,7 @@ class TrackingNode(Node):
 
     # -- diagnostics ---------------------------------------------------------------------------------------------------
     def _diagnostics(self) -> None:
+        self._warn_unheard()
         elapsed = max(time.monotonic() - self._t0, 1e-9)
         c = self.counts
         c["detections_missed"] = self._missed.missed
