@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["machine_info", "KERNEL_ENV"]
+__all__ = ["machine_info", "cpu_model", "KERNEL_ENV"]
 
 # Environment variables that change which kernels torch runs on the CPU (recorded when set).
 KERNEL_ENV = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
