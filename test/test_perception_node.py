@@ -142,6 +142,43 @@ def test_qos_mismatch_is_loud(ros_env, tmp_path):
     assert "first set published" not in log
 
 
+SILENT_DRIVER = """
+import sys, time
+import rclpy
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, Image
+rclpy.init()
+node = rclpy.create_node("silent_driver")
+pubs = [node.create_publisher(t, f"cam{i}/{k}", qos_profile_sensor_data)
+        for i in range(2) for k, t in (("image_raw", Image), ("camera_info", CameraInfo))]
+deadline = time.monotonic() + 30
+while time.monotonic() < deadline and not all(p.get_subscription_count() for p in pubs):
+    rclpy.spin_once(node, timeout_sec=0.05)
+print("matched" if all(p.get_subscription_count() for p in pubs) else "never matched", flush=True)
+time.sleep(float(sys.argv[1]))  # publishes nothing: a stalled driver
+"""
+
+
+@requires_ros
+@pytest.mark.ros
+def test_matched_but_silent_cameras_are_said_on_the_log(ros_env):
+    node = subprocess.Popen([sys.executable, "-m", "depthtracker.ros.perception_node", "--ros-args",
+                             "-p", "cameras:=2", "-p", "device:=cpu", "-p", "depth_checkpoint:=none",
+                             "-p", "detector_checkpoint:=none", "-p", "diagnostics_period_s:=0.3",
+                             "-p", "unheard_warn_s:=1.0"],
+                            env=ros_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        driver = subprocess.run([sys.executable, "-c", SILENT_DRIVER, "4"], env=ros_env, capture_output=True,
+                                text=True, timeout=90)
+    finally:
+        node.terminate()
+        log, _ = node.communicate(timeout=30)
+    assert driver.stdout.strip() == "matched", driver.stderr[-2000:]
+    # each image topic is named with how long it has been quiet; every topic has its publisher
+    line = next((x for x in log.splitlines() if "no image on" in x), "")
+    assert "/cam0/image_raw (" in line and "/cam1/image_raw (" in line and "publisher is matched" in line, log[-3000:]
+
+
 @requires_ros
 @pytest.mark.ros
 def test_missing_checkpoint_exits_2(ros_env, tmp_path):

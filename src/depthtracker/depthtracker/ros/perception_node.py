@@ -99,6 +99,7 @@ class PerceptionNode(LifecycleNode):
         self._qos_errors: list[str] = []
         self._matched: dict[str, int] = {}  # camera topic -> publishers matched now (the subscription's matched event)
         self._missed: list[MissedMessages] = []  # per camera: images its publishers sent that were never taken
+        self._image_at: dict[int, float] = {}  # per camera: monotonic time its last image arrived
         self._entities: list = []
         self._t0 = time.monotonic()
         self._configure_error = ""
@@ -293,6 +294,7 @@ class PerceptionNode(LifecycleNode):
 
     def _on_image(self, i: int, msg: Image, info: dict) -> None:
         self._missed[i].update(info)  # taken, even while inactive: only what never arrives is missed
+        self._image_at[i] = time.monotonic()
         if not self._active:
             return
         self.counts["images"] += 1
@@ -457,9 +459,12 @@ class PerceptionNode(LifecycleNode):
 
     # -- diagnostics --------------------------------------------------------------------------------------------------
     def _warn_unheard(self) -> None:
-        """Say on the log, not only on /diagnostics, when an active node's camera topics have no publisher (the driver
-        is down, a namespace or remap is wrong, or the middleware never discovered it)."""
-        since = time.monotonic() - self._active_since
+        """Say on the log, not only on /diagnostics, when an active node's cameras are silent for ``unheard_warn_s``:
+        topics without a publisher (the driver is down, a namespace or remap is wrong, or the middleware never
+        discovered it), and image topics whose publishers are matched but deliver nothing (a stalled driver, or the
+        middleware: see the README on restarts after SIGKILL)."""
+        now = time.monotonic()
+        since = now - self._active_since
         if not self._active or self.unheard_warn_s <= 0 or since < self.unheard_warn_s:
             return
         unheard = [t for t, k in self._matched.items() if k == 0]
@@ -467,6 +472,17 @@ class PerceptionNode(LifecycleNode):
             self.get_logger().warning(
                 f"no publisher on {' '.join(unheard)} {since:.0f} s after activation: is the camera driver (ingest, "
                 "a player) running, in this namespace and ROS_DOMAIN_ID? (/diagnostics: cameras_unheard)",
+                throttle_duration_sec=30.0)
+        silent = []
+        for i in range(self.num_cameras):
+            topic = self.resolve_topic_name(f"cam{i}/image_raw")
+            quiet = now - max(self._active_since, self._image_at.get(i, 0.0))
+            if self._matched.get(topic, 0) > 0 and quiet >= self.unheard_warn_s:
+                silent.append(f"{topic} ({quiet:.0f} s)")
+        if silent:
+            self.get_logger().warning(
+                f"no image on {', '.join(silent)} although its publisher is matched: the driver stalled, or the "
+                "middleware delivers nothing (Fast DDS after a process on the topic was killed, see README)",
                 throttle_duration_sec=30.0)
 
     def _diagnostics(self) -> None:
