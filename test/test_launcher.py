@@ -76,6 +76,7 @@ def test_default_config_commands():
                                                              (STAGE_SOURCES, True, ())]
     assert not any("__ns:=" in a for c in kids for a in c.argv)
     assert all(c.stack_dump for c in kids)  # our nodes print their stacks on SIGUSR1 (ros.runtime.run_node)
+    assert all(c.heartbeat for c in kids)  # ... and write the watchdog's heartbeat
 
 
 def test_camera_synth_and_live_specs():
@@ -345,6 +346,43 @@ def test_a_child_that_does_not_stop_shows_its_stacks_before_sigterm(monkeypatch)
     assert any(line.startswith("[node]") and "in stuck_in_teardown" in line for line in lines[dump:]), lines
     assert not any(line.startswith("[launch] other: the stacks") for line in lines), lines
     assert dump > lines.index("[launch] node, other still running: sending SIGTERM")  # the stacks, then SIGTERM
+
+
+def test_watchdog_kills_and_respawns_a_child_whose_heartbeat_stops(tmp_path):
+    """A child that wrote heartbeats and stopped while its process runs (a stuck executor) is killed after the
+    watchdog, its stacks dumped first, and respawned like a crash; a child that never wrote one (still starting) and
+    one that keeps writing are left alone."""
+    flag = tmp_path / "stuck-once"
+    beat = ("import os, time\n"
+            "def beat():\n    open(os.environ['DEPTHTRACKER_HEARTBEAT'], 'w').write(repr(time.monotonic()))\n")
+    stuck = (beat + "from depthtracker.ros.launcher import enable_stack_dumps\nenable_stack_dumps()\n"
+             f"first = not os.path.exists({str(flag)!r})\nopen({str(flag)!r}, 'w').close()\n"
+             "print('first life' if first else 'second life', flush=True)\n"
+             "def stuck_executor():\n    while True: time.sleep(0.05)\n"
+             "for _ in range(5):\n    beat(); time.sleep(0.1)\n"
+             "if first: stuck_executor()\n"
+             "while True:\n    beat(); time.sleep(0.2)\n")
+    kids = [dataclasses.replace(py("node", stuck), stack_dump=True, heartbeat=True),
+            dataclasses.replace(py("starting", SLEEPER), heartbeat=True),  # never beats: not armed
+            dataclasses.replace(py("healthy", beat + "while True:\n    beat(); time.sleep(0.2)\n"), heartbeat=True)]
+    log, pids = Log(), []
+    status = run_children(kids, respawn_delay=0.2, duration_s=7.0, log=log, watchdog_s=2.5,
+                          on_start=lambda n, p: pids.append(n))
+    lines = [str(line) for line in log]
+    assert status == 0, lines
+    killed = [line for line in lines if "no heartbeat for" in line]
+    assert len(killed) == 1 and killed[0].startswith("[launch] node: no heartbeat for"), lines
+    assert "[launch] node: the stacks of its threads follow (SIGUSR1)" in lines
+    assert any(line.startswith("[node]") and "in stuck_executor" in line for line in lines), lines
+    assert "[launch] node exited with status -9; respawning in 0.2 s (respawn 1)" in lines
+    assert "[node] second life" in lines and pids.count("node") == 2
+    assert pids.count("starting") == 1 and pids.count("healthy") == 1
+
+
+def test_watchdog_bounds():
+    for bad in (-1.0, 1.5, float("inf")):
+        with pytest.raises(ValueError, match="watchdog"):
+            run_children([py("node", SLEEPER)], duration_s=1.0, watchdog_s=bad)
 
 
 def test_play_finishing_keeps_graph_or_stops_it(tmp_path):

@@ -108,3 +108,48 @@ def test_a_second_sigterm_during_a_hung_teardown_ends_the_node(ros_env) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+STUCK_EXECUTOR = textwrap.dedent("""
+    import os, sys, time
+    from depthtracker.ros.runtime import run_node
+    from rclpy.node import Node
+
+    FLAG = sys.argv[1]
+
+    class Stuck(Node):
+        def __init__(self):
+            super().__init__("stuck_executor")
+            self.first = not os.path.exists(FLAG)
+            open(FLAG, "w").close()
+            print("first life" if self.first else "second life", flush=True)
+            self.create_timer(1.5, self.callback_that_never_returns)
+
+        def callback_that_never_returns(self):
+            if self.first:
+                while True:
+                    time.sleep(0.05)  # a callback that never returns: the executor stops
+            print("spinning", flush=True)
+
+    run_node(Stuck, "stuck_executor")
+""")
+
+
+def test_the_launcher_watchdog_restarts_a_node_whose_executor_is_stuck(ros_env, tmp_path) -> None:
+    """A node's executor writes its heartbeat (run_node, when the launcher names the file); a callback that never
+    returns stops it, and the launcher kills the node, with its stacks, and respawns it."""
+    import dataclasses
+
+    from depthtracker.ros.launch_plan import STAGE_NODES, Child
+    from depthtracker.ros.launcher import run_children
+
+    child = Child("stuck", (sys.executable, "-c", STUCK_EXECUTOR, str(tmp_path / "flag")), STAGE_NODES, True)
+    child = dataclasses.replace(child, stack_dump=True, heartbeat=True)
+    log: list = []
+    status = run_children([child], respawn_delay=0.2, duration_s=12.0, log=log.append, env=ros_env,
+                          watchdog_s=3.0)
+    lines = [str(line) for line in log]
+    assert status == 0, lines
+    assert sum("[launch] stuck: no heartbeat for" in line for line in lines) == 1, lines
+    assert any(line.startswith("[stuck]") and "in callback_that_never_returns" in line for line in lines), lines
+    assert "[stuck] second life" in lines and "[stuck] spinning" in lines, lines

@@ -122,6 +122,9 @@ class Child:
     # It prints its threads' stacks on the launcher's STACK_DUMP_SIGNAL (our nodes and CLI: enable_stack_dumps); the
     # signal's default action would end any other process.
     stack_dump: bool = False
+    # It writes a heartbeat from its executor when HEARTBEAT_ENV names a file (our nodes: ros.runtime.run_node), so
+    # the launcher's watchdog can tell a stuck node from a busy one.
+    heartbeat: bool = False
 
 
 @dataclass(frozen=True)
@@ -274,7 +277,7 @@ class LaunchPlan:
             if name == "perception":
                 files = files + rig_files
             out.append(Child(name, tuple(argv), STAGE_SOURCES if name == "ingest" else STAGE_NODES, g.respawn,
-                             files, stack_dump=True))
+                             files, stack_dump=True, heartbeat=True))
         if self.bag is not None:
             argv = [self.python, "-m", "depthtracker.cli", "play", str(self.bag), "--delay", f"{PLAY_DELAY_S:g}",
                     "--topics", *self.played_topics()]

@@ -24,6 +24,11 @@ graph (``depthtracker.ros.launch_plan``); this module runs it and keeps it runni
   up to the end and is closed last; each stage gets ``STOP_TIMEOUT_S`` before SIGTERM, then ``KILL_TIMEOUT_S``
   before SIGKILL. A second signal to the launcher skips the SIGINT grace. Status 0 after a requested stop in which
   every process exited cleanly (0 or by the signal sent);
+* watchdog: a node's executor writes a heartbeat (``HEARTBEAT_ENV`` names its file; ``ros.runtime.run_node`` writes
+  the time at start and every ``HEARTBEAT_PERIOD_S`` from a steady-clock timer); one whose heartbeat is older than
+  ``watchdog_s`` (default ``WATCHDOG_S``) while its process runs has an executor that no longer runs (a callback that
+  never returns, or the middleware holding the GIL) and is killed, its stacks dumped first, and respawned like a
+  crash (``[launch] perception: no heartbeat for 20 s ...``). Model loading comes before the first heartbeat;
 * a hang is shown, not only ended: our processes print every thread's stack on ``STACK_DUMP_SIGNAL`` (SIGUSR1,
   ``enable_stack_dumps``; ``Child.stack_dump``), and the launcher sends it to one that has not stopped
   ``STOP_TIMEOUT_S`` after SIGINT, or that it kills after its ``done_line``, before it escalates; the stacks appear
@@ -52,7 +57,7 @@ from typing import IO
 from depthtracker.ros.launch_plan import Child, LaunchPlan, make_plan
 
 __all__ = ["run_graph", "run_children", "register", "enable_stack_dumps", "STOP_TIMEOUT_S", "KILL_TIMEOUT_S",
-           "CONFIG_ERROR_STATUS", "STACK_DUMP_SIGNAL"]
+           "CONFIG_ERROR_STATUS", "STACK_DUMP_SIGNAL", "WATCHDOG_S", "HEARTBEAT_ENV", "HEARTBEAT_PERIOD_S"]
 
 STOP_TIMEOUT_S = 10.0  # grace after SIGINT before SIGTERM, s (per shutdown stage)
 KILL_TIMEOUT_S = 5.0  # grace after SIGTERM before SIGKILL, s
@@ -60,6 +65,10 @@ CONFIG_ERROR_STATUS = 2  # our nodes exit with 2 on a bad parameter or configura
 POLL_S = 0.05  # supervision period, s
 QUICK_EXIT_S = 5.0  # a node exiting this soon after its start counts towards a crash loop, s
 MAX_QUICK_EXITS = 5  # a node exiting soon after its start this many times in a row stops the graph (status 1)
+WATCHDOG_S = 20.0  # a node whose heartbeat is older than this is stuck and is killed (0: no watchdog), s
+HEARTBEAT_ENV = "DEPTHTRACKER_HEARTBEAT"  # the file a child's executor writes its heartbeat to (ros.runtime)
+HEARTBEAT_PERIOD_S = 1.0  # how often a node writes its heartbeat, s
+WATCHDOG_CHECK_S = 1.0  # how often the launcher reads a child's heartbeat, s
 STACK_DUMP_SIGNAL = signal.SIGUSR1  # our processes print their threads' stacks on it (enable_stack_dumps)
 STACK_DUMP_WAIT_S = 0.5  # time for a dump to reach the log before the next signal, s
 # Exit statuses of a process that stopped because we asked it to: 0, or killed by / exiting for SIGINT or SIGTERM.
@@ -88,6 +97,8 @@ class _Running:
     started_at: float = 0.0  # monotonic time of the last start
     quick_exits: int = 0  # exits in a row within QUICK_EXIT_S of the start
     done_at: float | None = None  # monotonic time the child printed its ``done_line``
+    heartbeat: Path | None = None  # the file its executor writes (Child.heartbeat with the watchdog on)
+    checked_at: float = 0.0  # monotonic time its heartbeat was last read
 
 
 def _pdeathsig() -> Callable[[], None] | None:
@@ -106,9 +117,12 @@ def _pdeathsig() -> Callable[[], None] | None:
 
 class _Supervisor:
     def __init__(self, children: Sequence[Child], respawn_delay: float, log: Callable[[str], None],
-                 on_start: Callable[[str, int], None] | None, env: Mapping[str, str] | None) -> None:
+                 on_start: Callable[[str, int], None] | None, env: Mapping[str, str] | None,
+                 watchdog_s: float = 0.0, heartbeat_dir: Path | None = None) -> None:
         self.children = [_Running(c) for c in children]
         self.respawn_delay = respawn_delay
+        self.watchdog_s = watchdog_s
+        self.heartbeat_dir = heartbeat_dir
         self.log = log
         self.on_start = on_start
         self.env = {**(os.environ if env is None else env), "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA",
@@ -122,8 +136,13 @@ class _Supervisor:
 
     # -- processes -------------------------------------------------------------------------------------------------
     def start(self, r: _Running) -> None:
+        env = self.env
+        if r.child.heartbeat and self.watchdog_s > 0 and self.heartbeat_dir is not None:
+            r.heartbeat = self.heartbeat_dir / r.child.name
+            r.heartbeat.unlink(missing_ok=True)  # the watchdog arms at this start's first heartbeat
+            env = {**env, HEARTBEAT_ENV: str(r.heartbeat)}
         r.proc = subprocess.Popen(r.child.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, env=self.env, process_group=0, preexec_fn=self.preexec)
+                                  stderr=subprocess.STDOUT, env=env, process_group=0, preexec_fn=self.preexec)
         r.restart_at, r.started_at, r.done_at = None, time.monotonic(), None
         r.reader = threading.Thread(target=self._pump, args=(r, r.proc.stdout),
                                     name=f"launch-{r.child.name}", daemon=True)
@@ -155,6 +174,28 @@ class _Supervisor:
         self._reap(r)
         return 0
 
+    def _heartbeat_age(self, r: _Running) -> float | None:
+        """Seconds since the child's last heartbeat, read at most every ``WATCHDOG_CHECK_S``; None when it has no
+        watchdog, was read recently, or has not written its first heartbeat (still starting)."""
+        now = time.monotonic()
+        if r.heartbeat is None or now - r.checked_at < WATCHDOG_CHECK_S:
+            return None
+        r.checked_at = now
+        try:
+            beat = float(r.heartbeat.read_text())
+        except (OSError, ValueError):  # not written yet (or mid-replace): not armed
+            return None
+        return now - beat  # time.monotonic() is one clock for every process of the machine (Linux)
+
+    def _kill_stalled(self, r: _Running, age: float) -> int:
+        """Kill a child whose executor stopped writing its heartbeat; its exit status (-9), handled as a crash."""
+        self.log(f"[launch] {r.child.name}: no heartbeat for {age:.0f} s (watchdog {self.watchdog_s:g} s): its "
+                 "executor no longer runs; killing it")
+        self._dump_stacks([r])
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(r.proc.pid, signal.SIGKILL)
+        return self._reap(r)
+
     def _dump_stacks(self, group: Sequence[_Running]) -> None:
         """Ask the children of ``group`` that can (``Child.stack_dump``) to print their threads' stacks, and give the
         dumps time to reach the log."""
@@ -185,6 +226,8 @@ class _Supervisor:
                     failure = self._exited(r, self._reap(r), stop_when_played, stop) or failure
                 elif r.proc is not None and self._overdue(r):
                     failure = self._exited(r, self._kill_done(r), stop_when_played, stop) or failure
+                elif r.proc is not None and (age := self._heartbeat_age(r)) is not None and age > self.watchdog_s:
+                    failure = self._exited(r, self._kill_stalled(r, age), stop_when_played, stop) or failure
                 elif r.restart_at is not None and time.monotonic() >= r.restart_at and not stop.is_set():
                     self.start(r)
             time.sleep(POLL_S)
@@ -298,19 +341,21 @@ def run_graph(
     on_start: Callable[[str, int], None] | None = None,
     stop: threading.Event | None = None,
     env: Mapping[str, str] | None = None,
+    watchdog_s: float = WATCHDOG_S,
 ) -> int:
     """Run the graph of ``plan`` until ``duration_s`` elapses, ``stop`` is set, SIGINT/SIGTERM arrives (when called
     from the main thread), the bag is played (``stop_when_played``) or something fails; then stop it in order.
 
     ``log`` gets every line (``[launch] ...`` and each child's ``[name] ...``; default: stderr) and may be called from
     several threads; ``on_start(name, pid)`` is called at every (re)start of a child; ``env`` is the children's
-    environment (default: this process's). Returns 0 after a clean requested stop, 2 when a node exited with a
+    environment (default: this process's); ``watchdog_s``: a node whose heartbeat is older is killed and respawned
+    (0: no watchdog). Returns 0 after a clean requested stop, 2 when a node exited with a
     configuration error, 1 on any other failure. ``ValueError`` (before anything starts) when the plan is invalid.
     Blocks; to run a graph beside other work, call it in a thread and set ``stop`` to end it.
     """
     with tempfile.TemporaryDirectory(prefix="depthtracker-launch-") as rundir:
         return run_children(plan.children(Path(rundir)), plan.graph.respawn_delay, duration_s, stop_when_played,
-                            log, on_start, stop, env)
+                            log, on_start, stop, env, watchdog_s)
 
 
 def run_children(
@@ -322,21 +367,28 @@ def run_children(
     on_start: Callable[[str, int], None] | None = None,
     stop: threading.Event | None = None,
     env: Mapping[str, str] | None = None,
+    watchdog_s: float = WATCHDOG_S,
 ) -> int:
     """``run_graph`` for any processes: start ``children`` in order, supervise them, stop them stage by stage."""
     if duration_s is not None and not duration_s > 0:
         raise ValueError(f"duration must be > 0 seconds, got {duration_s}")
+    if not 0 <= watchdog_s < float("inf"):
+        raise ValueError(f"watchdog must be >= 0 seconds (0: off), got {watchdog_s}")
+    if 0 < watchdog_s <= 2 * HEARTBEAT_PERIOD_S:
+        raise ValueError(f"watchdog must be 0 (off) or longer than {2 * HEARTBEAT_PERIOD_S:g} s (two heartbeats), "
+                         f"got {watchdog_s}")
     log = _stderr_log() if log is None else log
     stop = threading.Event() if stop is None else stop
-    sup = _Supervisor(children, respawn_delay, log, on_start, env)
-    deadline = None if duration_s is None else time.monotonic() + duration_s
-    with _signals_set(stop, sup.hurry):
-        try:
-            status = sup.supervise(deadline, stop, stop_when_played)
-        except BaseException:
-            sup.hurry.set()
-            sup.shutdown()
-            raise
+    with tempfile.TemporaryDirectory(prefix="depthtracker-heartbeat-") as heartbeats:
+        sup = _Supervisor(children, respawn_delay, log, on_start, env, watchdog_s, Path(heartbeats))
+        deadline = None if duration_s is None else time.monotonic() + duration_s
+        with _signals_set(stop, sup.hurry):
+            try:
+                status = sup.supervise(deadline, stop, stop_when_played)
+            except BaseException:
+                sup.hurry.set()
+                sup.shutdown()
+                raise
     log(f"[launch] graph stopped (status {status})")
     return status
 
@@ -365,6 +417,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default=None, help="perception device: auto | cpu | cuda | cuda:N")
     p.add_argument("--namespace", default=None, metavar="NS", help="namespace of every node and topic")
     p.add_argument("--no-respawn", action="store_true", help="do not restart nodes that die (the graph stops)")
+    p.add_argument("--watchdog", type=float, default=WATCHDOG_S, metavar="SECONDS",
+                   help=f"kill (and respawn) a node whose executor has not written its heartbeat for this long "
+                   f"(default {WATCHDOG_S:g}; 0: off)")
     p.add_argument("--stop-when-played", action="store_true",
                    help="with --camera bag:PATH, shut down once the bag is played (default: keep running)")
     p.add_argument("--set-param", action="append", default=[], metavar="NODE:NAME=VALUE",
@@ -385,4 +440,5 @@ def run_launch(args: argparse.Namespace) -> int:
         return 0
     if args.stop_when_played and plan.bag is None:
         raise ValueError("--stop-when-played needs --camera bag:PATH")
-    return run_graph(plan, duration_s=args.duration, stop_when_played=args.stop_when_played)
+    return run_graph(plan, duration_s=args.duration, stop_when_played=args.stop_when_played,
+                     watchdog_s=args.watchdog)

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import rclpy
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions, uninstall_signal_handlers
 
-from depthtracker.ros.launcher import enable_stack_dumps
+from depthtracker.ros.launcher import HEARTBEAT_ENV, HEARTBEAT_PERIOD_S, enable_stack_dumps
 
 
 def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | None = None) -> None:
@@ -31,6 +34,7 @@ def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | No
     node = None
     try:
         node = factory()
+        _start_heartbeat(node)
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass  # Ctrl-C, or SIGTERM from a launcher: a clean exit
@@ -58,6 +62,24 @@ def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | No
             node.destroy_node()
         if rclpy.ok():
             rclpy.shutdown()
+
+
+def _start_heartbeat(node: Node) -> None:
+    """When the launcher asks (``HEARTBEAT_ENV`` names a file), write ``time.monotonic()`` into that file now and
+    every ``HEARTBEAT_PERIOD_S`` from a timer of this node's executor on the steady clock (simulated time may stop):
+    the heartbeat stops when the executor does, which the launcher's watchdog then sees."""
+    path = os.environ.get(HEARTBEAT_ENV)
+    if not path:
+        return
+    tmp = f"{path}.tmp"
+
+    def beat() -> None:
+        with open(tmp, "w") as f:
+            f.write(repr(time.monotonic()))
+        os.replace(tmp, path)  # the launcher never reads half a number
+
+    beat()
+    node.create_timer(HEARTBEAT_PERIOD_S, beat, clock=Clock(clock_type=ClockType.STEADY_TIME))
 
 
 @contextlib.contextmanager
