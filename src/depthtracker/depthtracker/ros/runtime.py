@@ -52,12 +52,12 @@ def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | No
         rclpy.logging.get_logger(logger_name).fatal(f"bad parameter or configuration: {exc}")
         raise SystemExit(2) from exc
     finally:
-        if not rclpy.ok():
-            # A signal shut the context down. rclpy's handlers stay installed after that and would swallow every
-            # further signal while the node tears down (measured: a second SIGTERM ignored for as long as teardown
-            # took); without them a second SIGTERM (a launcher's escalation) ends the process at once and a second
-            # Ctrl-C raises KeyboardInterrupt.
-            uninstall_signal_handlers()
+        # Leaving spin means stopping. rclpy's handlers stay installed after a signal and would swallow every further
+        # signal while the node tears down (measured: a second SIGTERM ignored for as long as teardown took); without
+        # them a second SIGTERM (a launcher's escalation) ends the process at once and a second Ctrl-C raises
+        # KeyboardInterrupt. Unconditional: after Ctrl-C, KeyboardInterrupt can arrive here before rclpy's own thread
+        # has shut the context down (rclpy.ok() still true), a race the test of this once lost.
+        uninstall_signal_handlers()
         if node is not None:
             node.destroy_node()
         if rclpy.ok():
