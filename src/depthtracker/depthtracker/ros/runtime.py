@@ -74,9 +74,13 @@ def _start_heartbeat(node: Node) -> None:
     tmp = f"{path}.tmp"
 
     def beat() -> None:
-        with open(tmp, "w") as f:
-            f.write(repr(time.monotonic()))
-        os.replace(tmp, path)  # the launcher never reads half a number
+        try:
+            with open(tmp, "w") as f:
+                f.write(repr(time.monotonic()))
+            os.replace(tmp, path)  # the launcher never reads half a number
+        except OSError as exc:  # a full disk must not stop the node; the launcher's watchdog will act on it
+            node.get_logger().warning(f"cannot write the watchdog heartbeat {path}: {exc}",
+                                      throttle_duration_sec=60.0)
 
     beat()
     node.create_timer(HEARTBEAT_PERIOD_S, beat, clock=Clock(clock_type=ClockType.STEADY_TIME))
