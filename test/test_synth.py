@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -330,3 +331,9 @@ def test_yaml_matches_dataclass_defaults() -> None:
     params = ros_parameters(load_yaml(path))
     assert set(params) == {f.name for f in dataclasses.fields(SynthConfig)}
     assert load_config(SynthConfig, name="synth") == SynthConfig()
+
+
+def test_large_object_bench_world_differs_only_in_object_size() -> None:
+    # bench/hsvdet_large_objects' world: its results compare against the shipped world's, so nothing else may drift.
+    path = Path(__file__).resolve().parents[1] / "bench" / "configs" / "synth_large_objects.yaml"
+    assert load_config(SynthConfig, path) == dataclasses.replace(SynthConfig(), object_size_m=(0.9, 1.5))
