@@ -194,7 +194,7 @@ def test_a_discovery_stall_is_retried_then_the_outputs_come_back(make_synth_bag,
     def once(*args):
         calls.append(args)
         if len(calls) < 3:
-            raise eval_graph._DiscoveryStall("this process did not see the perception node")
+            raise eval_graph.DiscoveryStall("this process did not see the perception node")
         return outputs
 
     monkeypatch.setattr(eval_graph, "_collect_once", once)
@@ -229,7 +229,7 @@ def test_the_bag_waits_until_the_tracking_node_hears_the_perception_node():
     eval_graph._wait_tracking_hears_perception(Collector(), ex, 5.0, [])
     assert ex.spins == 3
     Collector.diagnostics.pop("tracking")
-    with pytest.raises(eval_graph._DiscoveryStall, match=r"tracking node did not hear .* 0\.2 s .*: 0\)"):
+    with pytest.raises(eval_graph.DiscoveryStall, match=r"tracking node did not hear .* 0\.2 s .*: 0\)"):
         eval_graph._wait_tracking_hears_perception(Collector(), Executor(["0"]), 0.2, [])
     with pytest.raises(RuntimeError, match="graph stopped"):
         eval_graph._wait_tracking_hears_perception(Collector(), Executor([]), 5.0, [1])

@@ -46,6 +46,7 @@ from depthtracker.data.bags import BagReader
 from depthtracker.data.images import image_to_array
 from depthtracker.eval.replay import GraphOutputs, ReplayConfig, TargetPlan, plan_target, report_lines, score_outputs
 from depthtracker.ros.conversions import detections_from_msgs, node_diagnostics, stamp_from_msg
+from depthtracker.ros.runtime import DiscoveryStall, check_discovery, standalone_node, start_with_restarts
 from depthtracker.types import TrackState
 
 __all__ = ["GraphEvalConfig", "evaluate_graph", "collect_graph_outputs"]
@@ -164,26 +165,14 @@ def collect_graph_outputs(bag: str | os.PathLike[str], plan: TargetPlan | None, 
         cameras, n_sets, last_stamp = reader.cameras, reader.num_sets, 0
         for s in reader.samples():
             last_stamp = s.stamp_ns
-    for attempt in range(1, config.startup_attempts + 1):
-        try:
-            return _collect_once(bag, plan, config, log, env, cameras, n_sets, last_stamp)
-        except _DiscoveryStall as exc:
-            if attempt == config.startup_attempts:
-                raise TimeoutError(f"{exc} (graph started {attempt} times); see the graph's log above") from None
-            log(f"[eval] {exc}: a discovery stall of the middleware (Fast DDS, large-data transport); starting the "
-                f"graph again ({attempt + 1} of {config.startup_attempts})")
-    raise AssertionError("unreachable")
-
-
-class _DiscoveryStall(RuntimeError):
-    """For ``discovery_timeout_s``: a node's process ran unseen by this process's node, or the tracking node did not
-    hear the perception node. Waiting longer does not end it; a new start of the graph does."""
+    return start_with_restarts(lambda: _collect_once(bag, plan, config, log, env, cameras, n_sets, last_stamp),
+                               config.startup_attempts, lambda line: log(f"[eval] {line}"))
 
 
 def _collect_once(bag: str | os.PathLike[str], plan: TargetPlan | None, config: GraphEvalConfig,
                   log: Callable[[str], None], env: dict[str, str] | None, cameras: list, n_sets: int,
                   last_stamp: int) -> GraphOutputs:
-    """One start of the graph: its outputs, or ``_DiscoveryStall`` before anything was played."""
+    """One start of the graph: its outputs, or ``DiscoveryStall`` before anything was played."""
     import tempfile
 
     from depthtracker.data.extrinsics import write_rig_file
@@ -191,7 +180,6 @@ def _collect_once(bag: str | os.PathLike[str], plan: TargetPlan | None, config: 
     from depthtracker.ros.launcher import run_graph
     from depthtracker.ros.play import play
     from depthtracker.ros.qos import output_qos
-    from depthtracker.ros.runtime import standalone_node
     from depthtracker_msgs.msg import TargetRequest
 
     stop_graph, stop_play = threading.Event(), threading.Event()
@@ -220,16 +208,11 @@ def _collect_once(bag: str | os.PathLike[str], plan: TargetPlan | None, config: 
                 topic = f"/cam{cameras[-1].camera_id}/image_raw"
                 # both nodes up: the target request reaches perception and tracking, the cameras reach perception
                 while (target_pub.get_subscription_count() < 2 or not node.count_subscribers(topic)) and not status:
-                    now, seen = time.monotonic(), {name for name, _ in node.get_node_names_and_namespaces()}
-                    unseen = sorted(n for n, t in list(started.items()) if n not in seen)
-                    if now > deadline:
+                    unseen = check_discovery(node, started, config.discovery_timeout_s)
+                    if time.monotonic() > deadline:
                         raise TimeoutError(f"the graph did not come up within {config.startup_timeout_s:g} s "
                                            f"(nodes not seen by this process: {', '.join(unseen) or 'none'}); "
                                            "raise startup_timeout_s if its models load slowly")
-                    late = [n for n in unseen if now - started[n] > config.discovery_timeout_s]
-                    if late:
-                        raise _DiscoveryStall(f"this process did not see the {' and '.join(late)} node on the ROS "
-                                              f"graph within {config.discovery_timeout_s:g} s of its start")
                     executor.spin_once(timeout_sec=0.1)
                 if status:
                     raise RuntimeError(f"the graph stopped before the bag was played (status {status[0]}); see its log")
@@ -324,7 +307,7 @@ def _wait_tracking_hears_perception(collector: _Collector, executor: Any, timeou
     """Spin until the tracking node reports ``detections_publishers`` >= 1 on ``/diagnostics``: its subscription
     matched the perception node's detections. Both nodes seen by this process does not mean they see each other
     (a discovery stall is between two participants); a stall between them would leave every set without tracks.
-    ``_DiscoveryStall`` after ``timeout_s``."""
+    ``DiscoveryStall`` after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
     while True:
         with collector.lock:
@@ -334,7 +317,7 @@ def _wait_tracking_hears_perception(collector: _Collector, executor: Any, timeou
         if status:
             raise RuntimeError(f"the graph stopped before the bag was played (status {status[0]}); see its log")
         if time.monotonic() > deadline:
-            raise _DiscoveryStall(f"the tracking node did not hear the perception node's detections within "
+            raise DiscoveryStall(f"the tracking node did not hear the perception node's detections within "
                                   f"{timeout_s:g} s (detections_publishers on /diagnostics: {heard})")
         executor.spin_once(timeout_sec=0.05)
 

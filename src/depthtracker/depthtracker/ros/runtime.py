@@ -8,7 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import rclpy
 from rclpy.clock import Clock, ClockType
@@ -18,6 +18,8 @@ from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions, uninstall_signal_handlers
 
 from depthtracker.ros.launcher import HEARTBEAT_ENV, HEARTBEAT_PERIOD_S, enable_stack_dumps
+
+T = TypeVar("T")
 
 
 def run_node(factory: Callable[[], Node], logger_name: str, args: list[str] | None = None) -> None:
@@ -110,3 +112,36 @@ def standalone_node(name: str, stop: threading.Event) -> Iterator[tuple[Node, An
         context.try_shutdown()
         for sig, old in handlers.items():
             signal.signal(sig, old)
+
+
+class DiscoveryStall(RuntimeError):
+    """A node of a graph this process started stayed unseen, or two of its nodes did not hear each other: a discovery
+    stall of the middleware (Fast DDS with the large-data transport; README, *Evaluation through the graph*).
+    Waiting longer does not end it; a new start of the graph does (``start_with_restarts``)."""
+
+
+def check_discovery(node: Node, started: dict[str, float], timeout_s: float) -> list[str]:
+    """The nodes of ``started`` (node name -> ``time.monotonic()`` at its process's last start, as ``run_graph``'s
+    ``on_start`` reports it) that ``node`` does not see on the ROS graph yet; ``DiscoveryStall`` when one of them has
+    run unseen for more than ``timeout_s``."""
+    now, seen = time.monotonic(), {name for name, _ in node.get_node_names_and_namespaces()}
+    unseen = sorted(n for n, t in list(started.items()) if n not in seen)
+    late = [n for n in unseen if now - started[n] > timeout_s]
+    if late:
+        raise DiscoveryStall(f"this process did not see the {' and '.join(late)} node on the ROS graph within "
+                             f"{timeout_s:g} s of its start")
+    return unseen
+
+
+def start_with_restarts(start_once: Callable[[], T], attempts: int, log: Callable[[str], None]) -> T:
+    """``start_once()`` (one start of a graph and the work done on it), started again after a ``DiscoveryStall``,
+    up to ``attempts`` starts in all; then ``TimeoutError``. Each restart is logged."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return start_once()
+        except DiscoveryStall as exc:
+            if attempt == attempts:
+                raise TimeoutError(f"{exc} (graph started {attempt} times); see the graph's log") from None
+            log(f"{exc}: a discovery stall of the middleware (Fast DDS, large-data transport); starting the graph "
+                f"again ({attempt + 1} of {attempts})")
+    raise ValueError(f"start_with_restarts: attempts must be >= 1, got {attempts}")
