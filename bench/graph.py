@@ -19,7 +19,9 @@ Paths (``--path``):
   **Peak throughput** = the highest input rate at which at most ``--drop-limit`` of the sets are dropped: the rate
   doubles from ``--start-rate`` until a run drops more, then ``--bisect-steps`` bisections. **Latency** is measured
   at ``--rate`` (30 Hz); when the graph cannot sustain that rate its latency there is reported with its drop rate,
-  and the latency at the peak rate (the search's run at that rate) beside it.
+  and the latency at the peak rate (the search's run at that rate) beside it. A node whose process runs
+  ``--discovery-timeout`` s unseen by the loader while the graph comes up (a Fast DDS discovery stall; README,
+  *Evaluation through the graph*) starts the graph again, up to ``--startup-attempts`` starts (``graph_starts``).
 * ``inprocess``: the same computation without ROS (``PerceptionPipeline.process`` + one ``MultiObjectTracker``,
   box depths and track view per camera, as the tracking node does), sets back to back: per-set wall time p50/p99 and
   sets/s. Imports no rclpy (the GPU machine has no ROS wheels). Stamps advance by 1/``--rate`` s per set.
@@ -182,7 +184,9 @@ def print_report(report: dict) -> None:
         for name, v in rows:
             print(f"{name:22s}" + "".join(f"{fmt(v[q], '.2f'):>9s}" for q in ("p50", "p90", "p99", "max")))
     else:
-        print(f"startup (models loaded, first tracks back): {report['startup_s']:.1f} s; each run: "
+        starts = report["graph_starts"]
+        restarted = f" (graph started {starts} times after discovery stalls)" if starts > 1 else ""
+        print(f"startup (models loaded, first tracks back): {report['startup_s']:.1f} s{restarted}; each run: "
               f"{st['warmup_s']:g} s warm-up + {st['duration_s']:g} s counted + up to {st['drain_s']:g} s drain")
         print(f"{'run':9s}{'asked Hz':>9s}{'sent Hz':>9s}{'sent':>6s}{'drop':>7s}{'out Hz':>8s}{'p50 ms':>8s}"
               f"{'p90 ms':>8s}{'p99 ms':>8s}{'max ms':>8s}{'node drop':>10s}{'missed':>8s}")
@@ -250,6 +254,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="synthetic world seed")
     p.add_argument("--domain-id", type=int, default=None, help="ros: ROS_DOMAIN_ID (default random in 100..200)")
     p.add_argument("--startup-timeout", type=float, default=180.0, help="ros: wait for the graph's first answer, s")
+    p.add_argument("--discovery-timeout", type=float, default=30.0,
+                   help="ros: a node running this long unseen by the loader is a discovery stall: start again, s")
+    p.add_argument("--startup-attempts", type=int, default=3, help="ros: starts of the graph after stalls (>= 1)")
     p.add_argument("--keep-logs", type=Path, default=None, metavar="DIR", help="ros: keep node logs in DIR")
     p.add_argument("--out", type=Path, default=None, metavar="FILE.json", help="write every number here")
     args = p.parse_args(argv)
@@ -261,6 +268,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--cameras must be >= 1 and --width, --height >= 16")
     if min(args.rate, args.duration, args.start_rate, args.min_rate) <= 0 or args.warmup < 0 or args.drain < 0:
         p.error("--rate, --duration, --start-rate, --min-rate must be > 0; --warmup, --drain >= 0")
+    if args.discovery_timeout <= 0 or args.startup_attempts < 1:
+        p.error("--discovery-timeout must be > 0 and --startup-attempts >= 1")
     if not 0 <= args.drop_limit < 1 or args.loop_sets < 1 or args.sets < 0 or args.bisect_steps < 0:
         p.error("--drop-limit in [0, 1), --loop-sets >= 1, --sets >= 0, --bisect-steps >= 0")
     for kind in ("depth", "detector"):

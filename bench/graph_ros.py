@@ -176,15 +176,16 @@ def peak_search(run, args: argparse.Namespace) -> tuple[dict | None, str, list[d
 
 
 def run_ros(args: argparse.Namespace, sets: list, cameras: list, workdir: Path) -> dict[str, Any]:
-    """Start the graph, play the sets into it, search the peak and measure latency at ``args.rate``."""
+    """Start the graph, play the sets into it, search the peak and measure latency at ``args.rate``; a discovery
+    stall of the middleware while the graph comes up (a node running ``args.discovery_timeout`` s unseen by the
+    loader) starts it again, up to ``args.startup_attempts`` starts, as the evaluation does."""
     env = {"ROS_DOMAIN_ID": str(args.domain_id), "ROS_LOG_DIR": str(workdir / "ros_log"),
            "FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA", "ROS_AUTOMATIC_DISCOVERY_RANGE": "LOCALHOST"}
     os.environ.update(env)  # before rclpy starts: the loader node in this process uses the same settings
     from depthtracker.data.extrinsics import write_rig_file
     from depthtracker.ros.conversions import camera_info_msg, image_msg
     from depthtracker.ros.launch_plan import GraphSpec, LaunchPlan
-    from depthtracker.ros.launcher import run_graph
-    from depthtracker.ros.runtime import standalone_node
+    from depthtracker.ros.runtime import start_with_restarts
 
     rig = write_rig_file(workdir / "rig.yaml", cameras)
     params = [f"perception:cameras={len(cameras)}", "perception:reliability=reliable", f"perception:extrinsics={rig}",
@@ -192,8 +193,33 @@ def run_ros(args: argparse.Namespace, sets: list, cameras: list, workdir: Path) 
               f"perception:detector_checkpoint={args.detector_checkpoint}",
               f"perception:model_concurrency={args.model_concurrency}"]
     plan = LaunchPlan(GraphSpec(enable_ingest=False, device=args.device, respawn=False), set_params=tuple(params))
+    # Images converted once; each publication only restamps them. Poses come from the rig file, not from P.
+    images = [[image_msg(im, "rgb8", 0, c.frame_id) for im, c in zip(s, cameras)] for s in sets]
+    infos = [camera_info_msg(c, 0) for c in cameras]
+    starts = 0
+    with (workdir / "graph.log").open("w") as log_file:  # every start's lines, in order
+
+        def once() -> dict[str, Any]:
+            nonlocal starts
+            starts += 1
+            return _run_once(args, plan, images, infos, env, workdir, log_file)
+
+        def note(line: str) -> None:
+            print(f"  {line}", file=sys.stderr, flush=True)
+            log_file.write(f"[bench] {line}\n")
+
+        result = start_with_restarts(once, args.startup_attempts, note)
+    return {**result, "graph_starts": starts, "environment": env,
+            "graph_argv": [list(c.argv) for c in plan.children(workdir)]}
+
+
+def _run_once(args: argparse.Namespace, plan: Any, images: list, infos: list, env: dict[str, str], workdir: Path,
+              log_file: Any) -> dict[str, Any]:
+    """One start of the graph and every run on it; ``DiscoveryStall`` while it comes up."""
+    from depthtracker.ros.launcher import run_graph
+    from depthtracker.ros.runtime import check_discovery, standalone_node
+
     log_lines: deque[str] = deque(maxlen=200)
-    log_file = (workdir / "graph.log").open("w")
 
     def log(line: str) -> None:
         log_lines.append(line)
@@ -201,11 +227,13 @@ def run_ros(args: argparse.Namespace, sets: list, cameras: list, workdir: Path) 
 
     stop = threading.Event()
     status: list[int] = []
-    graph = threading.Thread(target=lambda: status.append(run_graph(plan, log=log, stop=stop,
+    started: dict[str, float] = {}  # node -> when its process started, monotonic
+
+    def on_start(name: str, pid: int) -> None:
+        started[name] = time.monotonic()
+
+    graph = threading.Thread(target=lambda: status.append(run_graph(plan, log=log, on_start=on_start, stop=stop,
                                                                     env={**os.environ, **env})), daemon=True)
-    # Images converted once; each publication only restamps them. Poses come from the rig file, not from P.
-    images = [[image_msg(im, "rgb8", 0, c.frame_id) for im, c in zip(s, cameras)] for s in sets]
-    infos = [camera_info_msg(c, 0) for c in cameras]
 
     def failed(what: str) -> RuntimeError:
         return RuntimeError(f"{what}; graph log ({workdir / 'graph.log'}), last lines:\n" + "\n".join(log_lines))
@@ -223,10 +251,12 @@ def run_ros(args: argparse.Namespace, sets: list, cameras: list, workdir: Path) 
             spinner.start()
             t0 = time.monotonic()
             while not loader.ready():  # the perception node subscribes once its models are loaded
+                check_discovery(node, started, args.discovery_timeout)
                 if not graph.is_alive() or stop.is_set() or time.monotonic() - t0 > args.startup_timeout:
                     raise failed("the graph did not come up")
                 time.sleep(0.1)
             while not loader.arrivals:  # the first set answered: models warm, every connection made
+                check_discovery(node, started, args.discovery_timeout)
                 if not graph.is_alive() or stop.is_set() or time.monotonic() - t0 > args.startup_timeout:
                     raise failed("no tracks came back")
                 loader.publish_set()
@@ -250,9 +280,8 @@ def run_ros(args: argparse.Namespace, sets: list, cameras: list, workdir: Path) 
     finally:
         stop.set()
         graph.join(timeout=60.0)
-        log_file.close()
     device = fixed["node_diagnostics"]["perception"].get("device", args.device)
-    n = len(cameras)
+    n = len(infos)
     sustained = fixed["drop_fraction"] <= args.drop_limit
     summary = {
         "peak_sets_per_s": best["achieved_input_hz"] if best else None,
@@ -268,5 +297,4 @@ def run_ros(args: argparse.Namespace, sets: list, cameras: list, workdir: Path) 
     }
     return {"device": device, "checkpoints": {"depth": args.depth_checkpoint, "detector": args.detector_checkpoint},
             "model_concurrency": fixed["node_diagnostics"]["perception"].get("model_concurrency", "not reported"),
-            "startup_s": startup_s, "graph_status": status[0] if status else None, "runs": runs, "summary": summary,
-            "environment": env, "graph_argv": [list(c.argv) for c in plan.children(workdir)]}
+            "startup_s": startup_s, "graph_status": status[0] if status else None, "runs": runs, "summary": summary}

@@ -123,7 +123,7 @@ def test_ros_path_answers_sets(ros_env, tmp_path):
     report, text = run_script(args, tmp_path, env=ros_env, timeout=90)
     check_common(report, "ros")
     assert report["environment"]["ROS_DOMAIN_ID"] == ros_env["ROS_DOMAIN_ID"]
-    assert report["graph_status"] == 0  # the nodes stopped cleanly
+    assert report["graph_status"] == 0 and report["graph_starts"] == 1  # the nodes stopped cleanly, no restart
     (run,) = report["runs"]
     assert run["kind"] == "latency" and run["requested_hz"] == 5 and run["sent"] == 10
     assert 0 < run["answered"] <= run["sent"] and run["dropped"] == run["sent"] - run["answered"]
@@ -134,3 +134,32 @@ def test_ros_path_answers_sets(ros_env, tmp_path):
     assert isinstance(run["node_diagnostics"]["perception_delta"]["images_missed"], int)  # counted, not "unknown"
     assert report["summary"]["peak_bound"] == "not searched" and report["summary"]["latency_rate_hz"] == 5
     assert "latency at 5 Hz" in text
+
+
+@requires_ros
+def test_a_discovery_stall_starts_the_graph_again(graph_module, graph_ros, monkeypatch, tmp_path):
+    """A stall while the graph comes up starts it again (as the evaluation does) and the report counts the starts;
+    ``--startup-attempts`` stalls in a row end the benchmark with an error that says so."""
+    from depthtracker.ros.runtime import DiscoveryStall
+
+    for k in ("ROS_DOMAIN_ID", "ROS_LOG_DIR", "FASTDDS_BUILTIN_TRANSPORTS", "ROS_AUTOMATIC_DISCOVERY_RANGE"):
+        monkeypatch.setenv(k, "")  # run_ros sets them for its own rclpy; restored after the test
+    args = graph_module.parse_args(["--path", "ros", *SMALL, "--loop-sets", "1", "--startup-attempts", "3"])
+    sets, cameras = graph_module.render_sets(1, 64, 48, 1, 0)
+    calls = []
+
+    def once(*a):
+        calls.append(a)
+        if len(calls) < 3:
+            raise DiscoveryStall("this process did not see the perception node")
+        return {"summary": {}}
+
+    monkeypatch.setattr(graph_ros, "_run_once", once)
+    report = graph_ros.run_ros(args, sets, cameras, tmp_path)
+    assert report["graph_starts"] == 3 and len(calls) == 3
+    log = (tmp_path / "graph.log").read_text()
+    assert "starting the graph again (2 of 3)" in log and "starting the graph again (3 of 3)" in log
+    calls.clear()
+    args.startup_attempts = 2
+    with pytest.raises(TimeoutError, match="did not see the perception node .*started 2 times"):
+        graph_ros.run_ros(args, sets, cameras, tmp_path)
