@@ -163,3 +163,12 @@ def test_a_discovery_stall_starts_the_graph_again(graph_module, graph_ros, monke
     args.startup_attempts = 2
     with pytest.raises(TimeoutError, match="did not see the perception node .*started 2 times"):
         graph_ros.run_ros(args, sets, cameras, tmp_path)
+
+
+def test_a_value_that_rounds_to_its_target_shows_which_side_it_falls_on(graph_module):
+    t = {"what": "peak camera-frames/s", "op": ">=", "target": 15, "verdict": "MISS", "notes": ["n"]}
+    assert graph_module.target_line({**t, "value": 14.99956}) == \
+        "target peak camera-frames/s: 14.9996 (target >= 15) MISS  [n]"
+    assert graph_module.target_line({**t, "value": 22.4984, "verdict": "PASS"}).startswith(
+        "target peak camera-frames/s: 22.50 (target >= 15) PASS")
+    assert graph_module.target_line({**t, "value": None}).startswith("target peak camera-frames/s: - (")
