@@ -113,6 +113,29 @@ def test_bad_checkpoint_files_are_named(tmp_path):
         save_checkpoint(tmp_path / "bad", _model(), config={"fn": len})
 
 
+
+def test_a_checkpoint_of_the_other_model_is_named_as_such():
+    """The depth checkpoint where the detector's belongs (perception's two parameters, eval, export) and the reverse
+    say which model the file holds and what to pass instead; so does a sidecar without a model config."""
+    from depthtracker.models.depthtrack.predictor import DepthTrackPredictor
+    from depthtracker.models.hsvdet import HSVDetPredictor
+    from depthtracker.train.checkpoints import model_config
+
+    models = Path(__file__).resolve().parents[1] / "models"
+    with pytest.raises(CheckpointError, match=r"depthtrack-edge\.safetensors holds the DepthTrack model, not HSV-DET: "
+                                              r"pass a checkpoint of HSV-DET \(models/hsvdet-n\.safetensors, or one "
+                                              r"written by `depthtracker train hsvdet`\)"):
+        HSVDetPredictor.from_checkpoint(models / "depthtrack-edge.safetensors")
+    with pytest.raises(CheckpointError, match=r"hsvdet-n\.safetensors holds the HSV-DET model, not DepthTrack"):
+        DepthTrackPredictor.from_checkpoint(models / "hsvdet-n.safetensors", device="cpu")
+    side = json.loads((models / "hsvdet-n.json").read_text())
+    assert model_config(side, "x", "HSV-DET").sgb_levels == tuple(side["model_config"]["sgb_levels"])
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['nonsense'\] for HSVDetConfig"):
+        model_config({"model_config": {**side["model_config"], "nonsense": 1}}, "x", "HSV-DET")  # neither model's
+    with pytest.raises(CheckpointError, match="x: its sidecar has no model_config; was it written by "
+                                              "`depthtracker train depthtrack`"):
+        model_config({}, "x", "DepthTrack")
+
 def test_train_state_round_trip(tmp_path):
     model = _model()
     opt = torch.optim.AdamW(model.parameters(), lr=0.1, betas=(0.8, 0.99))

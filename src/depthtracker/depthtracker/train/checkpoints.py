@@ -210,6 +210,41 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
     return tensors, meta
 
 
+# The model families a checkpoint can hold: (module of the config dataclass, its name, the shipped checkpoint,
+# the command that trains one). The sidecar does not name its family: the model_config's fields tell them apart.
+_FAMILIES = {
+    "DepthTrack": ("depthtracker.models.depthtrack.config", "DepthTrackConfig", "models/depthtrack-edge.safetensors",
+                   "depthtracker train depthtrack"),
+    "HSV-DET": ("depthtracker.models.hsvdet.config", "HSVDetConfig", "models/hsvdet-n.safetensors",
+                "depthtracker train hsvdet"),
+}
+
+
+def model_config(sidecar: Mapping[str, Any], path: str | os.PathLike[str], family: str) -> Any:
+    """The sidecar's ``model_config`` as ``family``'s config dataclass (``"DepthTrack"`` or ``"HSV-DET"``).
+
+    A checkpoint of the other family (a depth checkpoint given where the detector's belongs, or the reverse) is
+    a ``CheckpointError`` that says so and names the checkpoint to pass instead."""
+    import dataclasses
+    import importlib
+
+    def config_class(name: str) -> type:
+        module, cls, _, _ = _FAMILIES[name]
+        return getattr(importlib.import_module(module), cls)
+
+    data = sidecar.get("model_config")
+    if not isinstance(data, Mapping) or not data:
+        raise CheckpointError(f"checkpoint {path}: its sidecar has no model_config; was it written by "
+                              f"`{_FAMILIES[family][3]}`?")
+    keys = set(data)
+    fields = {name: {f.name for f in dataclasses.fields(config_class(name)) if f.init} for name in _FAMILIES}
+    other = next((name for name in _FAMILIES if name != family and keys <= fields[name]), None)
+    if not keys <= fields[family] and other is not None:
+        raise CheckpointError(f"checkpoint {path} holds the {other} model, not {family}: pass a checkpoint of "
+                              f"{family} ({_FAMILIES[family][2]}, or one written by `{_FAMILIES[family][3]}`)")
+    return config_class(family).from_dict(dict(data))
+
+
 # -- nested state <-> (tensors, JSON) ------------------------------------------------------------------------
 def _flatten(obj: Any, tensors: dict[str, torch.Tensor], where: str) -> Any:
     if isinstance(obj, torch.Tensor):

@@ -54,12 +54,10 @@ def init_from_checkpoint(path: str | os.PathLike[str],
                                                                             dict[str, Any]]:
     """``(config, weights, provenance)`` to fine-tune a checkpoint: its own model config (the architecture is
     fixed by the weights) with ``overrides`` on top, e.g. ``attention_backend`` or loss weights."""
-    from depthtracker.train.checkpoints import load_checkpoint
+    from depthtracker.train.checkpoints import load_checkpoint, model_config
 
     state, side = load_checkpoint(path)
-    if "model_config" not in side:
-        raise ValueError(f"--init {path}: its sidecar has no model_config; is it a DepthTrack checkpoint?")
-    base = DepthTrackConfig.from_dict(side["model_config"]).to_dict()
+    base = model_config(side, path, "DepthTrack").to_dict()
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(base))
     if unknown:

@@ -73,10 +73,11 @@ class DepthTrackPredictor:
     def from_checkpoint(cls, path: str | os.PathLike[str] | None = None, device: str | torch.device = "auto",
                         runtime: DepthTrackRuntimeConfig | None = None) -> DepthTrackPredictor:
         """Rebuild the model from a checkpoint's sidecar and weights alone (None = the shipped checkpoint)."""
-        from depthtracker.train.checkpoints import load_checkpoint
+        from depthtracker.train.checkpoints import load_checkpoint, model_config
 
-        state, side = load_checkpoint(default_checkpoint() if path is None else path)
-        model = DepthTrack(DepthTrackConfig.from_dict(side["model_config"]))
+        path = default_checkpoint() if path is None else path
+        state, side = load_checkpoint(path)
+        model = DepthTrack(model_config(side, path, "DepthTrack"))
         model.load_state_dict(state)
         return cls(model, device, runtime)
 

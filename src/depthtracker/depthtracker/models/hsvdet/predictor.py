@@ -79,10 +79,10 @@ class HSVDetPredictor:
         given other than ``"cpu"``); ``overrides`` replace post-processing fields (e.g. ``score_threshold=0.001``
         for mAP evaluation).
         """
-        from depthtracker.train.checkpoints import load_checkpoint
+        from depthtracker.train.checkpoints import load_checkpoint, model_config
 
         state, sidecar = load_checkpoint(path)
-        config = HSVDetConfig.from_dict(sidecar.get("model_config") or {})
+        config: HSVDetConfig = model_config(sidecar, path, "HSV-DET")
         if runtime is not None:
             config = config.with_runtime(runtime)
             if str(device) == "cpu" and runtime.device != "cpu":
